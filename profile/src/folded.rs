@@ -1,0 +1,94 @@
+//! Folded stacks (`a;b;c 12` per line), the text format of FlameGraph,
+//! inferno and Pyroscope's default ingest.
+
+use std::io::Write;
+
+use crate::error::{Error, Result};
+use crate::limits::{Limits, decompress};
+use crate::model::{Profile, SampleType};
+
+/// Parses folded text (optionally gzip/zstd-compressed) into a profile with
+/// one column of `sample_type`.
+///
+/// Each non-empty line is a stack, root first, frames separated by `;`,
+/// then whitespace and a non-negative integer count; repeated stacks add up.
+/// Lines starting with `#` are comments.
+pub fn parse(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<Profile> {
+    let raw = decompress(bytes, limits.max_decompressed_bytes)?;
+    let text = std::str::from_utf8(&raw).map_err(|_| Error::NotText)?;
+    let mut profile = Profile::new(vec![sample_type]);
+    let mut stack = Vec::with_capacity(64);
+    let mut lines = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        lines += 1;
+        if lines > limits.max_samples {
+            return Err(Error::LimitExceeded {
+                what: "folded lines (samples)",
+                limit: limits.max_samples as u64,
+            });
+        }
+        let bad = |detail: String| Error::InvalidFolded { line: n + 1, detail };
+        let (frames, count) = line
+            .trim_end()
+            .rsplit_once(|c: char| c == ' ' || c == '\t')
+            .ok_or_else(|| bad("expected `frame;frame;... count`".into()))?;
+        let count: i64 = count
+            .parse::<u64>()
+            .ok()
+            .and_then(|c| i64::try_from(c).ok())
+            .ok_or_else(|| bad(format!("count {count:?} is not a non-negative integer")))?;
+        let frames = frames.trim_end();
+        if frames.is_empty() {
+            return Err(bad("empty stack".into()));
+        }
+        stack.clear();
+        for frame in frames.split(';') {
+            if stack.len() == limits.max_stack_depth {
+                return Err(Error::LimitExceeded {
+                    what: "stack depth (frames)",
+                    limit: limits.max_stack_depth as u64,
+                });
+            }
+            stack.push(profile.intern_function(frame, "", 0));
+        }
+        profile.add_sample(&stack, &[count]);
+    }
+    Ok(profile)
+}
+
+/// Writes one column of a profile as folded text, one line per non-zero
+/// stack, in the profile's stack order.
+pub fn write(profile: &Profile, type_index: usize, out: &mut impl Write) -> Result<()> {
+    let mut line = String::with_capacity(256);
+    for id in 0..profile.stack_count() as u32 {
+        let value = profile.values(id).get(type_index).copied().unwrap_or(0);
+        if value == 0 {
+            continue;
+        }
+        line.clear();
+        for (i, name) in profile.stack_names(id).enumerate() {
+            if i > 0 {
+                line.push(';');
+            }
+            // A newline inside a name would split the record; nothing else needs escaping.
+            line.extend(name.chars().map(|c| if c == '\n' { ' ' } else { c }));
+        }
+        if line.is_empty() {
+            line.push_str("[root]");
+        }
+        writeln!(out, "{line} {value}")?;
+    }
+    Ok(())
+}
+
+/// One column of a profile as a folded string.
+pub fn to_string(profile: &Profile, type_index: usize) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write(profile, type_index, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}

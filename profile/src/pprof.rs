@@ -1,0 +1,350 @@
+//! The pprof wire format (`perftools.profiles.Profile`) and its conversion to
+//! and from the model.
+
+use prost::Message;
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+use crate::limits::{Limits, decompress};
+use crate::model::{FuncId, Profile, SampleType};
+
+/// Types generated from `proto/profile.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/perftools.profiles.rs"));
+}
+
+/// Decompresses (gzip, zstd or none) and decodes a pprof message within `limits`.
+///
+/// Counts are checked on the wire before decoding, so a message claiming a
+/// million samples is refused before a million structs are allocated.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<proto::Profile> {
+    let raw = decompress(bytes, limits.max_decompressed_bytes)?;
+    precheck(&raw, limits)?;
+    let profile = proto::Profile::decode(&*raw)?;
+    for sample in &profile.sample {
+        if sample.location_id.len() > limits.max_stack_depth {
+            return Err(Error::LimitExceeded {
+                what: "stack depth (frames)",
+                limit: limits.max_stack_depth as u64,
+            });
+        }
+        if sample.label.len() > limits.max_labels_per_sample {
+            return Err(Error::LimitExceeded {
+                what: "labels per sample",
+                limit: limits.max_labels_per_sample as u64,
+            });
+        }
+    }
+    Ok(profile)
+}
+
+/// Encodes a pprof message, uncompressed.
+pub fn encode(profile: &proto::Profile) -> Vec<u8> {
+    profile.encode_to_vec()
+}
+
+/// Walks the top level of an encoded `Profile`, counting samples and strings.
+fn precheck(mut buf: &[u8], limits: &Limits) -> Result<()> {
+    let (mut samples, mut strings) = (0usize, 0usize);
+    while !buf.is_empty() {
+        let key = prost::encoding::decode_varint(&mut buf)?;
+        let (field, wire_type) = (key >> 3, key & 7);
+        match wire_type {
+            0 => {
+                prost::encoding::decode_varint(&mut buf)?;
+            }
+            1 => buf = buf.get(8..).ok_or_else(truncated)?,
+            2 => {
+                let len = prost::encoding::decode_varint(&mut buf)?;
+                let len = usize::try_from(len).map_err(|_| truncated())?;
+                buf = buf.get(len..).ok_or_else(truncated)?;
+            }
+            5 => buf = buf.get(4..).ok_or_else(truncated)?,
+            _ => return Err(invalid("profile", format!("invalid wire type {wire_type}"))),
+        }
+        match field {
+            2 => samples += 1,
+            6 => strings += 1,
+            _ => {}
+        }
+    }
+    if samples > limits.max_samples {
+        return Err(Error::LimitExceeded {
+            what: "samples",
+            limit: limits.max_samples as u64,
+        });
+    }
+    if strings > limits.max_strings {
+        return Err(Error::LimitExceeded {
+            what: "string table entries",
+            limit: limits.max_strings as u64,
+        });
+    }
+    Ok(())
+}
+
+fn truncated() -> Error {
+    invalid("profile", "message truncated")
+}
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> Error {
+    Error::InvalidPprof {
+        field,
+        detail: detail.into(),
+    }
+}
+
+struct Strings<'a>(&'a [String]);
+
+impl<'a> Strings<'a> {
+    fn get(&self, index: i64, field: &'static str) -> Result<&'a str> {
+        if index == 0 && self.0.is_empty() {
+            return Ok("");
+        }
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| {
+                invalid(
+                    field,
+                    format!(
+                        "string index {index} outside a table of {} entries",
+                        self.0.len()
+                    ),
+                )
+            })
+    }
+}
+
+impl Profile {
+    /// Decompresses, decodes and converts a pprof file's bytes within `limits`.
+    pub fn from_pprof_bytes(bytes: &[u8], limits: &Limits) -> Result<Profile> {
+        Profile::from_pprof(&decode(bytes, limits)?, limits)
+    }
+
+    /// Converts a decoded pprof message.
+    ///
+    /// Inlined frames become frames of their own; a location without symbols
+    /// becomes `module+0xoffset` (or `0xaddress` without a mapping), so no
+    /// frame vanishes. Sample labels are not kept.
+    pub fn from_pprof(p: &proto::Profile, limits: &Limits) -> Result<Profile> {
+        let strings = Strings(&p.string_table);
+        if let Some(first) = p.string_table.first()
+            && !first.is_empty()
+        {
+            return Err(invalid("string_table", "entry 0 must be the empty string"));
+        }
+        let mut sample_types = Vec::with_capacity(p.sample_type.len());
+        for t in &p.sample_type {
+            sample_types.push(SampleType::new(
+                strings.get(t.r#type, "sample_type.type")?,
+                strings.get(t.unit, "sample_type.unit")?,
+            ));
+        }
+        let mut out = Profile::new(sample_types);
+        out.time_nanos = p.time_nanos;
+        out.duration_nanos = p.duration_nanos;
+        out.period = p.period;
+        if let Some(t) = &p.period_type {
+            out.period_type = Some(SampleType::new(
+                strings.get(t.r#type, "period_type.type")?,
+                strings.get(t.unit, "period_type.unit")?,
+            ));
+        }
+
+        let mut functions: FxHashMap<u64, FuncId> = FxHashMap::default();
+        functions.reserve(p.function.len());
+        for f in &p.function {
+            let name = strings.get(f.name, "function.name")?;
+            let name = if name.is_empty() {
+                strings.get(f.system_name, "function.system_name")?
+            } else {
+                name
+            };
+            let file = strings.get(f.filename, "function.filename")?;
+            let line = u32::try_from(f.start_line).unwrap_or(0);
+            functions.insert(f.id, out.intern_function(name, file, line));
+        }
+
+        let mut mappings: FxHashMap<u64, &proto::Mapping> = FxHashMap::default();
+        for m in &p.mapping {
+            mappings.insert(m.id, m);
+        }
+
+        // Each location's frames, outermost first, stored flat.
+        let mut loc_frames: Vec<FuncId> = Vec::new();
+        let mut locations: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
+        locations.reserve(p.location.len());
+        for loc in &p.location {
+            let start = loc_frames.len() as u32;
+            if loc.line.is_empty() {
+                let name = unsymbolized_name(loc, &mappings, &strings)?;
+                loc_frames.push(out.intern_function(&name, "", 0));
+            } else {
+                for line in loc.line.iter().rev() {
+                    let id = functions.get(&line.function_id).ok_or_else(|| {
+                        invalid(
+                            "location.line.function_id",
+                            format!("no function with id {}", line.function_id),
+                        )
+                    })?;
+                    loc_frames.push(*id);
+                }
+            }
+            locations.insert(loc.id, (start, loc_frames.len() as u32));
+        }
+
+        let width = out.sample_types().len();
+        let mut stack: Vec<FuncId> = Vec::with_capacity(64);
+        for sample in &p.sample {
+            if sample.value.len() != width {
+                return Err(invalid(
+                    "sample.value",
+                    format!(
+                        "{} values for {} sample types",
+                        sample.value.len(),
+                        width
+                    ),
+                ));
+            }
+            stack.clear();
+            for id in sample.location_id.iter().rev() {
+                let &(start, end) = locations.get(id).ok_or_else(|| {
+                    invalid("sample.location_id", format!("no location with id {id}"))
+                })?;
+                stack.extend_from_slice(&loc_frames[start as usize..end as usize]);
+            }
+            if stack.len() > limits.max_stack_depth {
+                return Err(Error::LimitExceeded {
+                    what: "stack depth (frames)",
+                    limit: limits.max_stack_depth as u64,
+                });
+            }
+            out.add_sample(&stack, &sample.value);
+        }
+        Ok(out)
+    }
+
+    /// Converts to a pprof message: one function and one location per
+    /// function of the model, so `go tool pprof` and other readers see the
+    /// same stacks and totals.
+    pub fn to_pprof(&self) -> proto::Profile {
+        let mut table = StringTable::default();
+        table.intern("");
+        let sample_type = self
+            .sample_types()
+            .iter()
+            .map(|t| proto::ValueType {
+                r#type: table.intern(&t.kind),
+                unit: table.intern(&t.unit),
+            })
+            .collect();
+        let period_type = self.period_type.as_ref().map(|t| proto::ValueType {
+            r#type: table.intern(&t.kind),
+            unit: table.intern(&t.unit),
+        });
+        let mut function = Vec::with_capacity(self.functions().len());
+        let mut location = Vec::with_capacity(self.functions().len());
+        for (i, f) in self.functions().iter().enumerate() {
+            let id = i as u64 + 1;
+            function.push(proto::Function {
+                id,
+                name: table.intern(&f.name),
+                system_name: 0,
+                filename: table.intern(&f.file),
+                start_line: i64::from(f.line),
+            });
+            location.push(proto::Location {
+                id,
+                mapping_id: 1,
+                address: 0,
+                line: vec![proto::Line {
+                    function_id: id,
+                    line: i64::from(f.line),
+                    column: 0,
+                }],
+                is_folded: false,
+            });
+        }
+        let sample = self
+            .samples()
+            .map(|(stack, values)| proto::Sample {
+                location_id: stack.iter().rev().map(|&f| u64::from(f) + 1).collect(),
+                value: values.to_vec(),
+                label: Vec::new(),
+            })
+            .collect();
+        let mapping = vec![proto::Mapping {
+            id: 1,
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+            ..proto::Mapping::default()
+        }];
+        proto::Profile {
+            sample_type,
+            sample,
+            mapping,
+            location,
+            function,
+            string_table: table.strings,
+            time_nanos: self.time_nanos,
+            duration_nanos: self.duration_nanos,
+            period_type,
+            period: self.period,
+            ..proto::Profile::default()
+        }
+    }
+
+    /// Encodes as an uncompressed pprof message.
+    pub fn to_pprof_bytes(&self) -> Vec<u8> {
+        encode(&self.to_pprof())
+    }
+}
+
+fn unsymbolized_name(
+    loc: &proto::Location,
+    mappings: &FxHashMap<u64, &proto::Mapping>,
+    strings: &Strings<'_>,
+) -> Result<String> {
+    let Some(m) = mappings.get(&loc.mapping_id) else {
+        return Ok(format!("0x{:x}", loc.address));
+    };
+    let path = strings.get(m.filename, "mapping.filename")?;
+    let module = path.rsplit('/').next().unwrap_or(path);
+    let offset = loc
+        .address
+        .wrapping_sub(m.memory_start)
+        .wrapping_add(m.file_offset);
+    if module.is_empty() {
+        Ok(format!("0x{:x}", loc.address))
+    } else {
+        Ok(format!("{module}+0x{offset:x}"))
+    }
+}
+
+/// Builds a pprof string table, entry 0 being "".
+#[derive(Default)]
+struct StringTable {
+    strings: Vec<String>,
+    index: FxHashMap<String, i64>,
+}
+
+impl StringTable {
+    fn intern(&mut self, s: &str) -> i64 {
+        if self.strings.is_empty() {
+            self.strings.push(String::new());
+            self.index.insert(String::new(), 0);
+        }
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.strings.len() as i64;
+        self.strings.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+}
