@@ -61,13 +61,17 @@ impl Generator {
         let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
         let names = (0..shape.functions)
             .map(|i| {
-                let krate = ["tokio", "hyper", "serde_json", "checkout", "sqlx", "core", "alloc", "std"]
-                    [i % 8];
-                format!(
-                    "{krate}::module_{}::Type{}::function_{i}",
-                    i % 37,
-                    i % 101
-                )
+                let krate = [
+                    "tokio",
+                    "hyper",
+                    "serde_json",
+                    "checkout",
+                    "sqlx",
+                    "core",
+                    "alloc",
+                    "std",
+                ][i % 8];
+                format!("{krate}::module_{}::Type{}::function_{i}", i % 37, i % 101)
             })
             .collect();
         let zipf_functions = Zipf::new(shape.functions);
@@ -115,7 +119,9 @@ impl Generator {
         let mut chosen: Vec<usize> = Vec::with_capacity(self.shape.stacks_per_profile);
         let mut taken = vec![false; self.stacks.len()];
         let mut guard = 0;
-        while chosen.len() < self.shape.stacks_per_profile.min(self.stacks.len()) && guard < 1_000_000 {
+        while chosen.len() < self.shape.stacks_per_profile.min(self.stacks.len())
+            && guard < 1_000_000
+        {
             guard += 1;
             let s = self.zipf_stacks.sample(&mut rng);
             if !taken[s] {

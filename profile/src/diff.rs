@@ -33,7 +33,13 @@ pub fn function_changes(
     after: &Profile,
     after_type: usize,
 ) -> Vec<FunctionChange> {
-    let share = |v: i64, total: i64| if total == 0 { 0.0 } else { v as f64 / total as f64 };
+    let share = |v: i64, total: i64| {
+        if total == 0 {
+            0.0
+        } else {
+            v as f64 / total as f64
+        }
+    };
     let (bt, at) = (before.total(before_type), after.total(after_type));
     let mut rows: Vec<FunctionChange> = Vec::new();
     let mut index: FxHashMap<String, usize> = FxHashMap::default();

@@ -14,18 +14,19 @@ pub enum Error {
         /// The limit in force.
         limit: u64,
     },
+    // Causes are part of the message rather than `source()`, so a chain
+    // printer does not repeat them and `to_string()` alone says it all.
     /// A gzip or zstd stream could not be decompressed.
-    #[error("cannot decompress {format} data: {source}")]
+    #[error("cannot decompress {format} data: {cause}")]
     Decompress {
         /// "gzip" or "zstd".
         format: &'static str,
         /// The decoder's error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The bytes are not a protobuf `perftools.profiles.Profile`.
     #[error("malformed pprof: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    Protobuf(prost::DecodeError),
     /// The protobuf parsed but refers to something that does not exist.
     #[error("malformed pprof: {field}: {detail}")]
     InvalidPprof {
@@ -45,12 +46,27 @@ pub enum Error {
     /// Folded text that is not UTF-8.
     #[error("folded profile is not UTF-8 text")]
     NotText,
+    /// No bytes at all.
+    #[error("empty profile: no bytes to decode")]
+    Empty,
     /// An operation was asked of a sample type the profile does not have.
     #[error("no sample type {0:?} in this profile")]
     UnknownSampleType(String),
     /// Writing an encoded profile failed.
     #[error("cannot write profile: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<prost::DecodeError> for Error {
+    fn from(e: prost::DecodeError) -> Self {
+        Error::Protobuf(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
 }
 
 /// Result alias for this crate.

@@ -31,10 +31,13 @@ pub fn parse(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<P
                 limit: limits.max_samples as u64,
             });
         }
-        let bad = |detail: String| Error::InvalidFolded { line: n + 1, detail };
+        let bad = |detail: String| Error::InvalidFolded {
+            line: n + 1,
+            detail,
+        };
         let (frames, count) = line
             .trim_end()
-            .rsplit_once(|c: char| c == ' ' || c == '\t')
+            .rsplit_once([' ', '\t'])
             .ok_or_else(|| bad("expected `frame;frame;... count`".into()))?;
         let count: i64 = count
             .parse::<u64>()
@@ -61,7 +64,9 @@ pub fn parse(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<P
 }
 
 /// Writes one column of a profile as folded text, one line per non-zero
-/// stack, in the profile's stack order.
+/// stack, in the profile's stack order. A `;` inside a function name is
+/// written as the look-alike `;` (U+037E) so the line still splits into the
+/// same frames.
 pub fn write(profile: &Profile, type_index: usize, out: &mut impl Write) -> Result<()> {
     let mut line = String::with_capacity(256);
     for id in 0..profile.stack_count() as u32 {
@@ -74,8 +79,7 @@ pub fn write(profile: &Profile, type_index: usize, out: &mut impl Write) -> Resu
             if i > 0 {
                 line.push(';');
             }
-            // A newline inside a name would split the record; nothing else needs escaping.
-            line.extend(name.chars().map(|c| if c == '\n' { ' ' } else { c }));
+            line.extend(name.chars().map(escape));
         }
         if line.is_empty() {
             line.push_str("[root]");
@@ -83,6 +87,17 @@ pub fn write(profile: &Profile, type_index: usize, out: &mut impl Write) -> Resu
         writeln!(out, "{line} {value}")?;
     }
     Ok(())
+}
+
+/// Folded text has no escaping: a `;` inside a name (`<[u8; 4] as Debug>::fmt`)
+/// would split the frame and a newline the record, so they are written as
+/// the look-alike U+037E and a space.
+fn escape(c: char) -> char {
+    match c {
+        ';' => '\u{037e}',
+        '\n' | '\r' => ' ',
+        c => c,
+    }
 }
 
 /// One column of a profile as a folded string.

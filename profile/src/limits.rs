@@ -75,8 +75,12 @@ pub fn decompress(bytes: &[u8], limit: usize) -> Result<std::borrow::Cow<'_, [u8
         }
         Compression::Gzip => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(bytes))),
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
-                .map_err(|source| Error::Decompress { format: "zstd", source })?;
+            let decoder = zstd::stream::read::Decoder::with_buffer(bytes).map_err(|cause| {
+                Error::Decompress {
+                    format: "zstd",
+                    cause,
+                }
+            })?;
             ("zstd", Box::new(decoder))
         }
     };
@@ -84,7 +88,7 @@ pub fn decompress(bytes: &[u8], limit: usize) -> Result<std::borrow::Cow<'_, [u8
     reader
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|source| Error::Decompress { format, source })?;
+        .map_err(|cause| Error::Decompress { format, cause })?;
     if out.len() > limit {
         return Err(too_big);
     }

@@ -3,7 +3,6 @@
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 
 /// Index of a [`Function`] in its [`Profile`].
 pub type FuncId = u32;
@@ -31,14 +30,25 @@ impl SampleType {
 
 /// A function as frames name it. Two frames are the same function when name,
 /// file and start line all match; empty file and zero line mean "unknown".
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Function {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Function<'a> {
     /// Demangled name, or `module+0xoffset` for frames no symbol names.
-    pub name: String,
+    pub name: &'a str,
     /// Source file, empty when unknown.
-    pub file: String,
+    pub file: &'a str,
     /// First line of the function in `file`, 0 when unknown.
     pub line: u32,
+}
+
+/// A function as stored: spans into the profile's text arena, and its hash.
+/// Names live in one buffer rather than one allocation each so that merging
+/// many profiles reads memory sequentially instead of chasing pointers.
+#[derive(Clone, Copy, Debug)]
+struct FunctionEntry {
+    name: (u32, u32),
+    file: (u32, u32),
+    line: u32,
+    hash: u64,
 }
 
 /// A profile built for merging and querying.
@@ -49,7 +59,8 @@ pub struct Function {
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
     sample_types: Vec<SampleType>,
-    functions: Vec<Function>,
+    text: String,
+    functions: Vec<FunctionEntry>,
     function_index: HashTable<FuncId>,
     frames: Vec<FuncId>,
     // Stack `i` is `frames[stack_ends[i-1]..stack_ends[i]]` (0 for i == 0).
@@ -66,8 +77,13 @@ pub struct Profile {
     pub period: i64,
 }
 
+// A fixed seed keeps hashes stable between tables, so a hash computed for
+// one profile can be looked up in another. foldhash mixes the high bits
+// well, which the tables' 7-bit tags depend on.
+const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x51f1_5eed);
+
 fn hash_of<T: Hash + ?Sized>(value: &T) -> u64 {
-    FxBuildHasher.hash_one(value)
+    HASHER.hash_one(value)
 }
 
 fn function_hash(name: &str, file: &str, line: u32) -> u64 {
@@ -93,41 +109,82 @@ impl Profile {
         self.sample_types.iter().position(|t| t.kind == kind)
     }
 
-    /// Every interned function, indexed by [`FuncId`].
-    pub fn functions(&self) -> &[Function] {
-        &self.functions
+    /// Number of interned functions; ids run from 0 to this, exclusive.
+    pub fn function_count(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// Every interned function, in [`FuncId`] order.
+    pub fn functions(&self) -> impl ExactSizeIterator<Item = Function<'_>> + '_ {
+        self.functions.iter().map(|e| self.resolve(e))
     }
 
     /// The function behind an id.
     ///
     /// # Panics
     /// If `id` did not come from this profile.
-    pub fn function(&self, id: FuncId) -> &Function {
-        &self.functions[id as usize]
+    pub fn function(&self, id: FuncId) -> Function<'_> {
+        self.resolve(&self.functions[id as usize])
+    }
+
+    /// The name of a function.
+    ///
+    /// # Panics
+    /// If `id` did not come from this profile.
+    pub fn function_name(&self, id: FuncId) -> &str {
+        self.span(self.functions[id as usize].name)
+    }
+
+    fn span(&self, (start, end): (u32, u32)) -> &str {
+        &self.text[start as usize..end as usize]
+    }
+
+    fn resolve(&self, e: &FunctionEntry) -> Function<'_> {
+        Function {
+            name: self.span(e.name),
+            file: self.span(e.file),
+            line: e.line,
+        }
     }
 
     /// The id of a function, interning it on first sight.
     pub fn intern_function(&mut self, name: &str, file: &str, line: u32) -> FuncId {
-        let hash = function_hash(name, file, line);
-        let functions = &self.functions;
+        self.intern_function_hashed(function_hash(name, file, line), name, file, line)
+    }
+
+    fn intern_function_hashed(&mut self, hash: u64, name: &str, file: &str, line: u32) -> FuncId {
+        let (functions, text) = (&self.functions, &self.text);
+        let span = |(start, end): (u32, u32)| &text[start as usize..end as usize];
         if let Some(&id) = self.function_index.find(hash, |&id| {
-            let f = &functions[id as usize];
-            f.name == name && f.file == file && f.line == line
+            let e = &functions[id as usize];
+            e.hash == hash && e.line == line && span(e.name) == name && span(e.file) == file
         }) {
             return id;
         }
         let id = self.functions.len() as FuncId;
-        self.functions.push(Function {
-            name: name.to_owned(),
-            file: file.to_owned(),
+        let mut push = |s: &str| {
+            let start = self.text.len() as u32;
+            self.text.push_str(s);
+            (start, self.text.len() as u32)
+        };
+        let entry = FunctionEntry {
+            name: push(name),
+            file: push(file),
             line,
-        });
+            hash,
+        };
+        self.functions.push(entry);
         let functions = &self.functions;
-        self.function_index.insert_unique(hash, id, |&id| {
-            let f = &functions[id as usize];
-            function_hash(&f.name, &f.file, f.line)
-        });
+        self.function_index
+            .insert_unique(hash, id, |&id| functions[id as usize].hash);
         id
+    }
+
+    /// The id in `self` of function `id` of `other`, interning it on first sight.
+    pub(crate) fn import_function(&mut self, other: &Profile, id: FuncId) -> FuncId {
+        let e = &other.functions[id as usize];
+        let f = other.resolve(e);
+        self.intern_function_hashed(e.hash, f.name, f.file, f.line)
     }
 
     /// Number of distinct stacks.
@@ -269,6 +326,7 @@ impl Profile {
             return;
         }
         let mut out = self.empty_like(self.sample_types.clone());
+        out.text = self.text.clone();
         out.functions = self.functions.clone();
         out.function_index = self.function_index.clone();
         for id in keep {
@@ -298,10 +356,7 @@ impl Profile {
     ) -> StackId {
         let mapped: Vec<FuncId> = stack
             .iter()
-            .map(|&f| {
-                let f = source.function(f);
-                self.intern_function(&f.name, &f.file, f.line)
-            })
+            .map(|&f| self.import_function(source, f))
             .collect();
         self.add_sample(&mapped, values)
     }
@@ -315,8 +370,6 @@ impl Profile {
 
     /// The stack as function names, root first.
     pub fn stack_names(&self, id: StackId) -> impl Iterator<Item = &str> + '_ {
-        self.stack(id)
-            .iter()
-            .map(|&f| self.functions[f as usize].name.as_str())
+        self.stack(id).iter().map(|&f| self.function_name(f))
     }
 }

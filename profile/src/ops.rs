@@ -16,10 +16,8 @@ impl Profile {
             .iter()
             .map(|t| self.ensure_sample_type(t))
             .collect();
-        let remap: Vec<FuncId> = other
-            .functions()
-            .iter()
-            .map(|f| self.intern_function(&f.name, &f.file, f.line))
+        let remap: Vec<FuncId> = (0..other.function_count() as FuncId)
+            .map(|f| self.import_function(other, f))
             .collect();
         let width = self.sample_types().len();
         let identity = columns.iter().enumerate().all(|(i, &c)| i == c) && columns.len() == width;
@@ -115,16 +113,13 @@ impl Profile {
         })
     }
 
-    fn reshape(
-        &self,
-        name: &str,
-        cut: impl Fn(&[FuncId], usize, usize) -> Vec<FuncId>,
-    ) -> Profile {
+    fn reshape(&self, name: &str, cut: impl Fn(&[FuncId], usize, usize) -> Vec<FuncId>) -> Profile {
         let mut out = self.empty_like(self.sample_types().to_vec());
         for id in 0..self.stack_count() as u32 {
             let stack = self.stack(id);
-            let named = |f: &FuncId| self.function(*f).name == name;
-            let (Some(first), Some(last)) = (stack.iter().position(named), stack.iter().rposition(named))
+            let named = |f: &FuncId| self.function_name(*f) == name;
+            let (Some(first), Some(last)) =
+                (stack.iter().position(named), stack.iter().rposition(named))
             else {
                 continue;
             };
@@ -148,11 +143,10 @@ impl Profile {
         let mut seen: Vec<u32> = Vec::new();
         let name_row: Vec<usize> = self
             .functions()
-            .iter()
             .map(|f| {
-                *by_name.entry(f.name.as_str()).or_insert_with(|| {
+                *by_name.entry(f.name).or_insert_with(|| {
                     rows.push(TopEntry {
-                        name: f.name.clone(),
+                        name: f.name.to_owned(),
                         self_value: 0,
                         total: 0,
                     });

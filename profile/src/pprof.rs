@@ -202,11 +202,7 @@ impl Profile {
             if sample.value.len() != width {
                 return Err(invalid(
                     "sample.value",
-                    format!(
-                        "{} values for {} sample types",
-                        sample.value.len(),
-                        width
-                    ),
+                    format!("{} values for {} sample types", sample.value.len(), width),
                 ));
             }
             stack.clear();
@@ -245,15 +241,15 @@ impl Profile {
             r#type: table.intern(&t.kind),
             unit: table.intern(&t.unit),
         });
-        let mut function = Vec::with_capacity(self.functions().len());
-        let mut location = Vec::with_capacity(self.functions().len());
-        for (i, f) in self.functions().iter().enumerate() {
+        let mut function = Vec::with_capacity(self.function_count());
+        let mut location = Vec::with_capacity(self.function_count());
+        for (i, f) in self.functions().enumerate() {
             let id = i as u64 + 1;
             function.push(proto::Function {
                 id,
-                name: table.intern(&f.name),
+                name: table.intern(f.name),
                 system_name: 0,
-                filename: table.intern(&f.file),
+                filename: table.intern(f.file),
                 start_line: i64::from(f.line),
             });
             location.push(proto::Location {

@@ -14,29 +14,35 @@ pub enum Format {
 }
 
 /// Reads a pprof or folded profile, gzip/zstd-compressed or not, telling
-/// the two apart by content: a pprof message starts with field 1 or 2
-/// (bytes 0x0a or 0x12) and folded text is UTF-8.
+/// the two apart by content.
+///
+/// Bytes that are not UTF-8 can only be pprof. UTF-8 that parses as folded
+/// text with at least one stack is folded (a protobuf message is almost
+/// never also lines of `frames count`); otherwise it is tried as pprof, and
+/// when both fail the error reported is that of the likelier format: pprof
+/// when the first byte is a control character, folded otherwise.
 pub fn parse_any(bytes: &[u8], limits: &Limits) -> Result<(Format, Profile)> {
     let raw = decompress(bytes, limits.max_decompressed_bytes)?;
-    let looks_binary = matches!(raw.first(), Some(0x0a | 0x12)) || std::str::from_utf8(&raw).is_err();
-    if looks_binary {
-        match Profile::from_pprof_bytes(&raw, limits) {
-            Ok(p) => return Ok((Format::Pprof, p)),
-            Err(e) if std::str::from_utf8(&raw).is_err() => return Err(e),
-            Err(e) => {
-                // Text that merely starts with a newline: try it as folded, but
-                // report the pprof error if that fails too.
-                return crate::folded::parse(&raw, SampleType::new("samples", "count"), limits)
-                    .map(|p| (Format::Folded, p))
-                    .map_err(|_| e);
+    if raw.is_empty() {
+        return Err(Error::Empty);
+    }
+    if std::str::from_utf8(&raw).is_err() {
+        return Ok((Format::Pprof, Profile::from_pprof_bytes(&raw, limits)?));
+    }
+    let folded = crate::folded::parse(&raw, SampleType::new("samples", "count"), limits);
+    if let Ok(p) = &folded
+        && !p.is_empty()
+    {
+        return folded.map(|p| (Format::Folded, p));
+    }
+    match Profile::from_pprof_bytes(&raw, limits) {
+        Ok(p) => Ok((Format::Pprof, p)),
+        Err(pprof_error) => {
+            if raw[0].is_ascii_control() {
+                Err(pprof_error)
+            } else {
+                folded.map(|p| (Format::Folded, p))
             }
         }
     }
-    if raw.is_empty() {
-        return Err(Error::InvalidFolded {
-            line: 0,
-            detail: "empty input".into(),
-        });
-    }
-    crate::folded::parse(&raw, SampleType::new("samples", "count"), limits).map(|p| (Format::Folded, p))
 }

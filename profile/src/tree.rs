@@ -43,7 +43,12 @@ impl FlameTree {
     }
 
     /// A two-column tree: column 0 from `before`, column 1 from `after`.
-    pub fn diff(before: &Profile, before_type: usize, after: &Profile, after_type: usize) -> FlameTree {
+    pub fn diff(
+        before: &Profile,
+        before_type: usize,
+        after: &Profile,
+        after_type: usize,
+    ) -> FlameTree {
         let mut builder = Builder::new(2);
         builder.add(before, before_type, 0);
         builder.add(after, after_type, 1);
@@ -86,11 +91,11 @@ impl FlameTree {
     }
 
     /// Keeps at most `max_nodes` nodes (root and "other" nodes included;
-    /// at least the root): the largest by total first (for two columns, by
+    /// never fewer than 2, the root and one "other"): the largest by total first (for two columns, by
     /// the larger share of its column's grand total). The children a node
     /// loses are summed into one "other" child, so every total stays exact.
     pub fn truncate(&self, max_nodes: usize) -> FlameTree {
-        let max_nodes = max_nodes.max(1);
+        let max_nodes = max_nodes.max(2);
         if self.nodes.len() <= max_nodes {
             return self.clone();
         }
@@ -110,7 +115,11 @@ impl FlameTree {
         let mut others = usize::from(missing[0] > 0);
         let mut count = 1usize;
         let mut heap = std::collections::BinaryHeap::new();
-        let push = |heap: &mut std::collections::BinaryHeap<(OrdF64, std::cmp::Reverse<NodeId>, NodeId)>,
+        let push = |heap: &mut std::collections::BinaryHeap<(
+            OrdF64,
+            std::cmp::Reverse<NodeId>,
+            NodeId,
+        )>,
                     parent: NodeId| {
             for &c in &self.nodes[parent as usize].children {
                 heap.push((OrdF64(score(c)), std::cmp::Reverse(c), parent));
@@ -260,7 +269,11 @@ impl FlameTree {
             max_self,
             left_ticks: (self.columns == 2).then(|| self.total(0, 0)),
             right_ticks: (self.columns == 2).then(|| self.total(0, 1)),
-            format: if self.columns == 2 { "double" } else { "single" },
+            format: if self.columns == 2 {
+                "double"
+            } else {
+                "single"
+            },
         }
     }
 }
@@ -287,9 +300,18 @@ pub struct Flamebearer {
     pub format: &'static str,
 }
 
-#[derive(PartialEq, PartialOrd)]
 struct OrdF64(f64);
+impl PartialEq for OrdF64 {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
 impl Eq for OrdF64 {}
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for OrdF64 {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
@@ -372,11 +394,7 @@ impl Builder {
             return;
         }
         // Map each function to a tree name once, not once per frame.
-        let names: Vec<u32> = profile
-            .functions()
-            .iter()
-            .map(|f| self.name_id(&f.name))
-            .collect();
+        let names: Vec<u32> = profile.functions().map(|f| self.name_id(f.name)).collect();
         let w = self.columns;
         for (stack, values) in profile.samples() {
             let v = values[type_index];
@@ -399,8 +417,9 @@ impl Builder {
         let names = &self.names;
         let name_of: Vec<u32> = self.nodes.iter().map(|n| n.name).collect();
         for node in &mut self.nodes {
-            node.children
-                .sort_by(|a, b| names[name_of[*a as usize] as usize].cmp(&names[name_of[*b as usize] as usize]));
+            node.children.sort_by(|a, b| {
+                names[name_of[*a as usize] as usize].cmp(&names[name_of[*b as usize] as usize])
+            });
         }
         FlameTree {
             columns: self.columns,

@@ -1,0 +1,274 @@
+//! What `firewatch convert` writes reads the same in `go tool pprof`, and both
+//! tools agree on a Go-shaped profile.
+//!
+//! Needs `go` on PATH (Debian: `apt-get install golang-go`); with
+//! FIREWATCH_SKIP_GO_TESTS=1 these tests pass without running it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use crate::fixtures::GO_CPU;
+use crate::support::{data, data_arg, firewatch, folded_rows, tempdir};
+
+/// `go tool pprof` with a private, writable HOME and cache and no way to
+/// download anything, or `None` when the user chose to skip.
+struct GoPprof {
+    home: tempfile::TempDir,
+}
+
+impl GoPprof {
+    fn find() -> Option<GoPprof> {
+        if std::env::var("FIREWATCH_SKIP_GO_TESTS").is_ok_and(|v| v == "1") {
+            eprintln!("skipped: FIREWATCH_SKIP_GO_TESTS=1, go tool pprof not run");
+            return None;
+        }
+        let go = GoPprof { home: tempdir() };
+        let found = go
+            .command()
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "`go` is not on PATH: install Debian's golang-go (apt-get install golang-go), \
+             or set FIREWATCH_SKIP_GO_TESTS=1 to skip the go tool pprof tests"
+        );
+        Some(go)
+    }
+
+    fn command(&self) -> Command {
+        let home = self.home.path();
+        let mut cmd = Command::new("go");
+        cmd.env("HOME", home)
+            .env("GOCACHE", home.join("cache"))
+            .env("GOPATH", home.join("gopath"))
+            .env("GOMODCACHE", home.join("gopath/pkg/mod"))
+            .env("PPROF_TMPDIR", home.join("pprof"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOTELEMETRY", "off")
+            .env("GOFLAGS", "");
+        cmd
+    }
+
+    /// Runs `go tool pprof ARGS FILE` and returns stdout.
+    fn run(&self, args: &[&str], file: &Path) -> String {
+        let out = self
+            .command()
+            .args(["tool", "pprof", "-symbolize=none"])
+            .args(args)
+            .arg(file)
+            .output()
+            .expect("go runs");
+        assert!(
+            out.status.success(),
+            "go tool pprof {args:?} {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+
+    /// `-top` as name -> (flat, cum), and the grand total, in the sample
+    /// type's own unit (`-unit=ns` for durations keeps the numbers exact).
+    fn top(
+        &self,
+        file: &Path,
+        sample_index: &str,
+        unit: &str,
+    ) -> (BTreeMap<String, (i64, i64)>, i64) {
+        let unit_arg = format!("-unit={}", if unit.is_empty() { "minimum" } else { unit });
+        let index_arg = format!("-sample_index={sample_index}");
+        let text = self.run(&["-top", "-nodecount=1000", &index_arg, &unit_arg], file);
+        let mut rows = BTreeMap::new();
+        let mut total = None;
+        let mut in_table = false;
+        for line in text.lines() {
+            if let Some(rest) = line.split_once(" of ").map(|(_, r)| r) {
+                // "Showing nodes accounting for 1000, 100% of 1000 total"
+                let n = rest.trim_end_matches(" total");
+                total = Some(value(n, unit));
+            } else if line.trim_start().starts_with("flat") {
+                in_table = true;
+            } else if in_table {
+                let mut fields = line.split_whitespace();
+                let flat = value(fields.next().expect("flat"), unit);
+                let cum = value(fields.nth(2).expect("cum"), unit);
+                let name = fields.skip(1).collect::<Vec<_>>().join(" ");
+                let name = name.trim_end_matches(" (inline)").to_owned();
+                let previous = rows.insert(name.clone(), (flat, cum));
+                assert!(previous.is_none(), "{name} listed twice");
+            }
+        }
+        (rows, total.expect("a total line"))
+    }
+
+    /// `-traces` as stack (root first, `;`-joined) -> value, labels ignored.
+    fn traces(&self, file: &Path, sample_index: &str, unit: &str) -> Vec<(String, u64)> {
+        let index_arg = format!("-sample_index={sample_index}");
+        let unit_arg = format!("-unit={}", if unit.is_empty() { "minimum" } else { unit });
+        let text = self.run(&["-traces", &index_arg, &unit_arg], file);
+        let mut folded = String::new();
+        for block in text.split("-----------+").skip(1) {
+            let mut frames: Vec<&str> = Vec::new();
+            let mut count = None;
+            for line in block.lines().skip(1) {
+                let line = line.trim();
+                let first = line.split_whitespace().next().unwrap_or_default();
+                if count.is_none() {
+                    // Label lines ("endpoint:  /checkout") come before the value.
+                    if first.is_empty() || first.ends_with(':') {
+                        continue;
+                    }
+                    count = Some(value(first, unit));
+                    frames.push(line[first.len()..].trim());
+                } else if !line.is_empty() {
+                    frames.push(line);
+                }
+            }
+            let Some(count) = count else { continue };
+            let stack: Vec<&str> = frames
+                .iter()
+                .rev()
+                .map(|f| f.trim_end_matches(" (inline)"))
+                .collect();
+            folded.push_str(&format!("{} {count}\n", stack.join(";")));
+        }
+        folded_rows(&folded)
+    }
+}
+
+/// A pprof number with the expected unit suffix ("400000000ns", "1000").
+#[track_caller]
+fn value(text: &str, unit: &str) -> i64 {
+    let digits = text.strip_suffix(unit).unwrap_or(text);
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a whole number of {unit:?}"))
+}
+
+/// `firewatch top --output json -n 0` as name -> (self, total), and the total.
+fn firewatch_top(file: &Path, sample_type: &str) -> (BTreeMap<String, (i64, i64)>, i64) {
+    let dir = file.parent().expect("a directory");
+    let name = file.to_str().expect("UTF-8 path");
+    let json = firewatch(
+        dir,
+        &[
+            "top",
+            name,
+            "-n",
+            "0",
+            "--output",
+            "json",
+            "--sample-type",
+            sample_type,
+        ],
+    )
+    .ok();
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let rows = doc["functions"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().expect("name").to_owned();
+            (
+                name,
+                (
+                    r["self"].as_i64().expect("self"),
+                    r["total"].as_i64().expect("total"),
+                ),
+            )
+        })
+        .collect();
+    (rows, doc["total"].as_i64().expect("total"))
+}
+
+#[test]
+fn converted_folded_profile_reads_the_same_in_go_pprof() {
+    let Some(go) = GoPprof::find() else { return };
+    let dir = tempdir();
+    firewatch(
+        dir.path(),
+        &[
+            "convert",
+            &data_arg("checkout.folded"),
+            "-o",
+            "checkout.pb.gz",
+        ],
+    )
+    .ok();
+    let converted = dir.path().join("checkout.pb.gz");
+
+    let (rows, total) = go.top(&converted, "samples", "");
+    assert_eq!(total, 1000);
+    let want: BTreeMap<String, (i64, i64)> = [
+        ("checkout::pricing::apply_discounts", 250, 250),
+        ("serde_json::ser::to_vec", 200, 200),
+        ("sqlx_postgres::connection::PgConnection::run", 200, 200),
+        ("hyper::proto::h1::dispatch::Dispatcher::poll", 120, 120),
+        ("rust_decimal::Decimal::add", 100, 100),
+        ("tokio::runtime::park::Parker::park", 80, 80),
+        ("serde_json::de::from_str", 30, 50),
+        // Recursive: counted once per sample in cum, as firewatch does.
+        ("serde_json::de::Deserializer::parse_value", 20, 20),
+        ("main", 0, 1000),
+        ("tokio::runtime::Runtime::block_on", 0, 950),
+        ("checkout::server::serve", 0, 870),
+        ("checkout::handlers::checkout", 0, 750),
+        ("checkout::cart::Cart::total", 0, 350),
+        ("sqlx::query::Query::fetch_all", 0, 200),
+        ("checkout::config::load", 0, 50),
+    ]
+    .into_iter()
+    .map(|(n, f, c)| (n.to_owned(), (f, c)))
+    .collect();
+    assert_eq!(rows, want);
+
+    let original = folded_rows(&std::fs::read_to_string(data("checkout.folded")).expect("fixture"));
+    assert_eq!(go.traces(&converted, "samples", ""), original);
+}
+
+#[test]
+fn go_pprof_and_firewatch_agree_on_a_go_profile() {
+    let Some(go) = GoPprof::find() else { return };
+    let fixture = data(GO_CPU);
+    for (sample_type, unit) in [("samples", ""), ("cpu", "ns")] {
+        let (go_rows, go_total) = go.top(&fixture, sample_type, unit);
+        let (fw_rows, fw_total) = firewatch_top(&fixture, sample_type);
+        assert_eq!(fw_total, go_total, "{sample_type} total");
+        assert_eq!(fw_rows, go_rows, "{sample_type} flat and cum per function");
+    }
+    let (_, cpu_total) = firewatch_top(&fixture, "cpu");
+    assert_eq!(cpu_total, 1_500_000_000);
+}
+
+#[test]
+fn go_profile_converted_by_firewatch_reads_the_same_in_go_pprof() {
+    let Some(go) = GoPprof::find() else { return };
+    let fixture = data(GO_CPU);
+    let stacks = go.traces(&fixture, "cpu", "ns");
+    assert_eq!(stacks.len(), 8, "{stacks:?}");
+    assert!(stacks.contains(&(
+        "net/http.(*conn).serve;main.(*Handler).ServeHTTP;main.(*Cart).Total;main.applyDiscounts".to_owned(),
+        400_000_000
+    )));
+    let dir = tempdir();
+    for out in ["copy.pb.gz", "copy.pprof", "copy.pb"] {
+        firewatch(dir.path(), &["convert", &data_arg(GO_CPU), "-o", out]).ok();
+        let converted = dir.path().join(out);
+        for (sample_type, unit) in [("samples", ""), ("cpu", "ns")] {
+            assert_eq!(
+                go.top(&converted, sample_type, unit),
+                go.top(&fixture, sample_type, unit),
+                "{out} {sample_type}: top"
+            );
+            assert_eq!(
+                go.traces(&converted, sample_type, unit),
+                go.traces(&fixture, sample_type, unit),
+                "{out} {sample_type}: stacks"
+            );
+        }
+    }
+}

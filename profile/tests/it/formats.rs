@@ -1,0 +1,249 @@
+use firewatch_profile::{
+    Format, Limits, Profile, SampleType, folded, gzip, parse_any, pprof, zstd,
+};
+
+use crate::support::{canonical, cargo_build, folded as fold};
+
+#[test]
+fn real_folded_fixture_parses_with_its_documented_shape() {
+    let p = cargo_build();
+    assert_eq!(p.stack_count(), 3911);
+    let distinct: std::collections::HashSet<&str> = p.functions().map(|f| f.name).collect();
+    assert_eq!(distinct.len(), 3530);
+    let depth = (0..p.stack_count() as u32).map(|i| p.stack(i).len()).max();
+    assert_eq!(depth, Some(59));
+}
+
+#[test]
+fn pprof_round_trip_keeps_every_stack_of_the_real_fixture() {
+    let p = cargo_build();
+    let bytes = p.to_pprof_bytes();
+    let back = Profile::from_pprof_bytes(&bytes, &Limits::default()).unwrap();
+    assert_eq!(canonical(&p), canonical(&back));
+    let gz = Profile::from_pprof_bytes(&gzip(&bytes), &Limits::default()).unwrap();
+    assert_eq!(canonical(&p), canonical(&gz));
+    let zs = Profile::from_pprof_bytes(&zstd(&bytes, 3).unwrap(), &Limits::default()).unwrap();
+    assert_eq!(canonical(&p), canonical(&zs));
+}
+
+#[test]
+fn folded_writes_what_it_reads() {
+    let text = "main;work;hot 30\nmain;work 10\nmain;idle 5\n";
+    let p = folded::parse(
+        text.as_bytes(),
+        SampleType::new("samples", "count"),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(folded::to_string(&p, 0), text);
+}
+
+#[test]
+fn folded_repeated_stacks_add_up_and_comments_are_skipped() {
+    let text = "# comment\nmain;a 1\n\nmain;a 2\r\nmain;b\t4\n";
+    let p = folded::parse(
+        text.as_bytes(),
+        SampleType::new("samples", "count"),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        canonical(&p),
+        canonical(&fold(&[("main;a", 3), ("main;b", 4)]))
+    );
+}
+
+#[test]
+fn folded_errors_name_the_line() {
+    let limits = Limits::default();
+    let t = SampleType::new("samples", "count");
+    let err = folded::parse(b"main;a 1\nmain;b x\n", t.clone(), &limits).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed folded profile at line 2: count \"x\" is not a non-negative integer"
+    );
+    let err = folded::parse(b"main;a 1\nnocount\n", t.clone(), &limits).unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+    let err = folded::parse(b"a -3\n", t.clone(), &limits).unwrap_err();
+    assert!(err.to_string().contains("non-negative"), "{err}");
+    let err = folded::parse(&[0xff, 0xfe, b' ', b'1'], t, &limits).unwrap_err();
+    assert_eq!(err.to_string(), "folded profile is not UTF-8 text");
+}
+
+#[test]
+fn pprof_inlined_and_unsymbolized_frames_are_kept() {
+    use pprof::proto;
+    let strings = [
+        "",
+        "samples",
+        "count",
+        "outer",
+        "inlined",
+        "leaf",
+        "/usr/lib/libfoo.so",
+    ];
+    let p = proto::Profile {
+        sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }],
+        string_table: strings.iter().map(|s| s.to_string()).collect(),
+        function: vec![
+            proto::Function {
+                id: 1,
+                name: 3,
+                ..Default::default()
+            },
+            proto::Function {
+                id: 2,
+                name: 4,
+                ..Default::default()
+            },
+            proto::Function {
+                id: 3,
+                name: 5,
+                ..Default::default()
+            },
+        ],
+        mapping: vec![proto::Mapping {
+            id: 9,
+            memory_start: 0x1000,
+            memory_limit: 0x9000,
+            file_offset: 0x200,
+            filename: 6,
+            ..Default::default()
+        }],
+        location: vec![
+            // line[0] is the inlined callee, the last line its caller.
+            proto::Location {
+                id: 10,
+                line: vec![
+                    proto::Line {
+                        function_id: 2,
+                        ..Default::default()
+                    },
+                    proto::Line {
+                        function_id: 1,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+            proto::Location {
+                id: 11,
+                mapping_id: 9,
+                address: 0x1a2b,
+                ..Default::default()
+            },
+            proto::Location {
+                id: 12,
+                line: vec![proto::Line {
+                    function_id: 3,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ],
+        sample: vec![proto::Sample {
+            location_id: vec![12, 11, 10],
+            value: vec![7],
+            label: vec![],
+        }],
+        ..Default::default()
+    };
+    let model = Profile::from_pprof(&p, &Limits::default()).unwrap();
+    let names: Vec<&str> = model.stack_names(0).collect();
+    assert_eq!(names, ["outer", "inlined", "libfoo.so+0xc2b", "leaf"]);
+    assert_eq!(model.total(0), 7);
+}
+
+#[test]
+fn malformed_pprof_references_are_named() {
+    use pprof::proto;
+    let base = proto::Profile {
+        sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }],
+        string_table: vec!["".into(), "samples".into(), "count".into()],
+        sample: vec![proto::Sample {
+            location_id: vec![7],
+            value: vec![1],
+            label: vec![],
+        }],
+        ..Default::default()
+    };
+    let err = Profile::from_pprof(&base, &Limits::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed pprof: sample.location_id: no location with id 7"
+    );
+
+    let mut p = base.clone();
+    p.sample[0].location_id.clear();
+    p.sample[0].value = vec![1, 2];
+    let err = Profile::from_pprof(&p, &Limits::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed pprof: sample.value: 2 values for 1 sample types"
+    );
+
+    let mut p = base.clone();
+    p.sample_type[0].unit = 99;
+    let err = Profile::from_pprof(&p, &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sample_type.unit: string index 99"),
+        "{err}"
+    );
+
+    let mut p = base;
+    p.string_table[0] = "x".into();
+    let err = Profile::from_pprof(&p, &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("entry 0 must be the empty string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_is_a_protobuf_error_not_a_panic() {
+    for bytes in [
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f][..],
+        &[0x12, 0x05, 0x01],
+        &[0x0f, 0x00],
+    ] {
+        let err = Profile::from_pprof_bytes(bytes, &Limits::default()).unwrap_err();
+        assert!(err.to_string().starts_with("malformed pprof"), "{err}");
+    }
+    let err =
+        Profile::from_pprof_bytes(&[0x1f, 0x8b, 0x08, 0x00, 0x01], &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().starts_with("cannot decompress gzip data"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parse_any_tells_pprof_from_folded() {
+    let p = fold(&[("main;a", 3), ("main;b", 4)]);
+    let (f, back) = parse_any(&gzip(&p.to_pprof_bytes()), &Limits::default()).unwrap();
+    assert_eq!(f, Format::Pprof);
+    assert_eq!(canonical(&back), canonical(&p));
+    let (f, back) = parse_any(folded::to_string(&p, 0).as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(f, Format::Folded);
+    assert_eq!(canonical(&back), canonical(&p));
+    // Folded text with a leading blank line starts with 0x0a, like a pprof.
+    let (f, _) = parse_any(b"\nmain;a 1\n", &Limits::default()).unwrap();
+    assert_eq!(f, Format::Folded);
+    assert!(parse_any(b"", &Limits::default()).is_err());
+}
+
+#[test]
+fn pprof_metadata_survives_the_round_trip() {
+    let mut p = fold(&[("main;a", 3)]);
+    p.time_nanos = 1_700_000_000_000_000_000;
+    p.duration_nanos = 10_000_000_000;
+    p.period_type = Some(SampleType::new("cpu", "nanoseconds"));
+    p.period = 10_101_010;
+    let back = Profile::from_pprof_bytes(&p.to_pprof_bytes(), &Limits::default()).unwrap();
+    assert_eq!(back.time_nanos, p.time_nanos);
+    assert_eq!(back.duration_nanos, p.duration_nanos);
+    assert_eq!(back.period_type, p.period_type);
+    assert_eq!(back.period, p.period);
+    assert_eq!(back.sample_types(), p.sample_types());
+}

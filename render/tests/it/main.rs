@@ -1,0 +1,5 @@
+//! Integration tests of firewatch-render: plain, icicle and differential SVGs.
+
+mod diff;
+mod flame;
+mod support;
