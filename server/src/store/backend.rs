@@ -1,0 +1,127 @@
+//! What a database must provide: a few reads and one write transaction.
+//! SQLite and PostgreSQL implement it with their own SQL; all logic above
+//! (dictionary, planning, merging, rollups) is shared.
+
+use async_trait::async_trait;
+
+use super::{Result, RetentionReport, StoreStats};
+
+/// A function row.
+#[derive(Clone, Debug)]
+pub(crate) struct FunctionRow {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub name: String,
+    pub file: String,
+    pub line: i64,
+}
+
+/// A series row.
+#[derive(Clone, Debug)]
+pub(crate) struct SeriesRow {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub labels: String,
+    pub sample_types: String,
+    pub period_type: String,
+}
+
+/// A block's metadata (its payload is read separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BlockMeta {
+    pub series_id: i64,
+    pub tier: u8,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub id: i64,
+    pub profiles: i64,
+    pub totals: Vec<u8>,
+}
+
+/// A rollup window waiting to be (re)built. `version` counts the profiles
+/// that dirtied it, so a compactor only clears the mark it read: a profile
+/// landing while the rollup is built leaves it dirty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Window {
+    pub series_id: i64,
+    pub tier: u8,
+    pub start_ms: i64,
+    pub version: i64,
+}
+
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// Every tenant as (id, name).
+    async fn tenants(&self) -> Result<Vec<(i64, String)>>;
+    /// Functions with id > `after`.
+    async fn functions(&self, after: i64) -> Result<Vec<FunctionRow>>;
+    /// Stack nodes (id, parent, function) with id > `after`.
+    async fn nodes(&self, after: i64) -> Result<Vec<(i64, i64, i64)>>;
+    /// Series with id > `after`.
+    async fn series(&self, after: i64) -> Result<Vec<SeriesRow>>;
+    /// Blocks of these series at `tier` starting in `[from, until)`.
+    async fn blocks(
+        &self,
+        series: &[i64],
+        tier: u8,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<BlockMeta>>;
+    /// Payloads by block id.
+    async fn blobs(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// Dirty windows of these series (any tier) starting in `[from, until)`.
+    async fn dirty_in(&self, series: &[i64], from_ms: i64, until_ms: i64) -> Result<Vec<Window>>;
+    /// Dirty windows of any series whose window ended by `ended_before_ms`,
+    /// finest tier first, at most `limit`.
+    async fn dirty_ready(&self, ended_before_ms: i64, limit: i64) -> Result<Vec<Window>>;
+    /// Starts the one write transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// Deletes blocks ending before `cutoff_ms` and series left without blocks;
+    /// returns their count and the ids of the deleted series.
+    async fn delete_before(&self, cutoff_ms: i64) -> Result<(RetentionReport, Vec<i64>)>;
+    /// Deletes stack nodes and functions not in these sets (sorted).
+    async fn delete_dictionary_except(&self, nodes: &[i64], functions: &[i64]) -> Result<u64>;
+    /// Size at rest and counts.
+    async fn stats(&self) -> Result<StoreStats>;
+    /// A trivial round trip.
+    async fn ping(&self) -> Result<()>;
+    /// Closes the pool.
+    async fn close(&self);
+}
+
+/// One write transaction. Dropped without `commit`, it rolls back.
+#[async_trait]
+pub(crate) trait Tx: Send {
+    /// The id of a tenant, created if new.
+    async fn tenant(&mut self, name: &str) -> Result<i64>;
+    /// The id of a function, created if new.
+    async fn function(&mut self, tenant_id: i64, name: &str, file: &str, line: i64) -> Result<i64>;
+    /// The id of a stack node, created if new.
+    async fn node(&mut self, parent: i64, function_id: i64) -> Result<i64>;
+    /// The id of a series, created if new (and its sample types/period).
+    async fn series(
+        &mut self,
+        tenant_id: i64,
+        labels: &str,
+        sample_types: &str,
+        period_type: &str,
+    ) -> Result<i64>;
+    /// Rewrites a series' sample types (columns are only ever appended).
+    async fn set_sample_types(&mut self, series_id: i64, sample_types: &str) -> Result<()>;
+    /// Stores a block and its payload; returns the block id.
+    async fn insert_block(&mut self, meta: &BlockMeta, data: &[u8]) -> Result<i64>;
+    /// Deletes the blocks of one window at one tier (a rollup being rebuilt).
+    async fn delete_window(
+        &mut self,
+        series_id: i64,
+        tier: u8,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<()>;
+    /// Marks a rollup window for (re)building (its `version` is ignored: bumped).
+    async fn mark_dirty(&mut self, w: Window) -> Result<()>;
+    /// Clears a dirty mark if nothing dirtied it again since it was read.
+    async fn clear_dirty(&mut self, w: Window) -> Result<()>;
+    /// Makes everything durable.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,270 @@
+//! The in-memory mirror of the dictionary (functions, stack trie) and the
+//! series index. The database is the source of truth: entries enter this
+//! mirror only after their transaction committed, and a reader that meets
+//! an unknown id refreshes from the database (another server may have
+//! written it).
+
+use std::hash::{BuildHasher, Hash};
+
+use firewatch_profile::SampleType;
+use hashbrown::HashTable;
+use rustc_hash::FxHashMap;
+
+use super::backend::{Backend, SeriesRow};
+use super::{Labels, Result};
+
+const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xd1c7);
+
+fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
+    HASHER.hash_one(v)
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FunctionInfo {
+    pub tenant: u32,
+    pub name: Box<str>,
+    pub file: Box<str>,
+    pub line: u32,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct SeriesInfo {
+    pub tenant: u32,
+    pub labels: Labels,
+    pub labels_json: String,
+    pub sample_types: Vec<SampleType>,
+    pub period_type: Option<SampleType>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub tenants: FxHashMap<String, u32>,
+    functions: Vec<Option<FunctionInfo>>,
+    function_index: HashTable<u32>,
+    // nodes[id] = (parent, function); (0, 0) marks an unused id. Node 0 is the root.
+    nodes: Vec<(u32, u32)>,
+    node_index: FxHashMap<(u32, u32), u32>,
+    // Hash of a whole stack (function ids, root first) -> leaf node, checked on use.
+    stack_cache: FxHashMap<u64, u32>,
+    pub series: FxHashMap<u32, SeriesInfo>,
+    series_index: FxHashMap<(u32, String), u32>,
+    max_function: i64,
+    max_node: i64,
+    max_series: i64,
+}
+
+fn function_key_hash(tenant: u32, name: &str, file: &str, line: u32) -> u64 {
+    hash_of(&(tenant, name, file, line))
+}
+
+/// Parses a series' stored sample types, `[["cpu","nanoseconds"], ...]`.
+pub(crate) fn parse_sample_types(json: &str) -> Vec<SampleType> {
+    serde_json::from_str::<Vec<(String, String)>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, u)| SampleType::new(k, u))
+        .collect()
+}
+
+/// The stored form of a series' sample types.
+pub(crate) fn sample_types_json(types: &[SampleType]) -> String {
+    let pairs: Vec<(&str, &str)> = types
+        .iter()
+        .map(|t| (t.kind.as_str(), t.unit.as_str()))
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn parse_period(text: &str) -> Option<SampleType> {
+    text.split_once('/').map(|(k, u)| SampleType::new(k, u))
+}
+
+impl State {
+    /// Loads everything the database has beyond what is already here.
+    pub async fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
+        for (id, name) in backend.tenants().await? {
+            self.tenants.insert(name, id as u32);
+        }
+        for f in backend.functions(self.max_function).await? {
+            self.add_function(
+                f.id as u32,
+                f.tenant_id as u32,
+                &f.name,
+                &f.file,
+                f.line as u32,
+            );
+        }
+        for (id, parent, function) in backend.nodes(self.max_node).await? {
+            self.add_node(id as u32, parent as u32, function as u32);
+        }
+        for s in backend.series(self.max_series).await? {
+            self.add_series(&s);
+        }
+        Ok(())
+    }
+
+    pub fn add_function(&mut self, id: u32, tenant: u32, name: &str, file: &str, line: u32) {
+        let slot = id as usize;
+        if self.functions.len() <= slot {
+            self.functions.resize(slot + 1, None);
+        }
+        if self.functions[slot].is_some() {
+            return;
+        }
+        self.functions[slot] = Some(FunctionInfo {
+            tenant,
+            name: name.into(),
+            file: file.into(),
+            line,
+        });
+        let functions = &self.functions;
+        let rehash = |&i: &u32| {
+            functions[i as usize]
+                .as_ref()
+                .map(|f| function_key_hash(f.tenant, &f.name, &f.file, f.line))
+                .unwrap_or(0)
+        };
+        self.function_index
+            .insert_unique(function_key_hash(tenant, name, file, line), id, rehash);
+        self.max_function = self.max_function.max(i64::from(id));
+    }
+
+    pub fn function_id(&self, tenant: u32, name: &str, file: &str, line: u32) -> Option<u32> {
+        let functions = &self.functions;
+        self.function_index
+            .find(function_key_hash(tenant, name, file, line), |&i| {
+                functions[i as usize].as_ref().is_some_and(|f| {
+                    f.tenant == tenant && f.line == line && &*f.name == name && &*f.file == file
+                })
+            })
+            .copied()
+    }
+
+    pub fn function(&self, id: u32) -> Option<&FunctionInfo> {
+        self.functions.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub fn add_node(&mut self, id: u32, parent: u32, function: u32) {
+        let slot = id as usize;
+        if self.nodes.len() <= slot {
+            self.nodes.resize(slot + 1, (0, 0));
+        }
+        self.nodes[slot] = (parent, function);
+        self.node_index.insert((parent, function), id);
+        self.max_node = self.max_node.max(i64::from(id));
+    }
+
+    pub fn node(&self, parent: u32, function: u32) -> Option<u32> {
+        self.node_index.get(&(parent, function)).copied()
+    }
+
+    /// (parent, function) of a node, if known.
+    pub fn node_info(&self, id: u32) -> Option<(u32, u32)> {
+        self.nodes
+            .get(id as usize)
+            .copied()
+            .filter(|&(_, f)| f != 0)
+    }
+
+    /// The leaf node of a stack of function ids (root first), if every node is known.
+    pub fn stack(&self, functions: &[u32]) -> Option<u32> {
+        let hash = hash_of(functions);
+        if let Some(&leaf) = self.stack_cache.get(&hash)
+            && self.path_is(leaf, functions)
+        {
+            return Some(leaf);
+        }
+        let mut node = 0u32;
+        for &f in functions {
+            node = self.node(node, f)?;
+        }
+        Some(node)
+    }
+
+    pub fn remember_stack(&mut self, functions: &[u32], leaf: u32) {
+        self.stack_cache.insert(hash_of(functions), leaf);
+    }
+
+    fn path_is(&self, mut node: u32, functions: &[u32]) -> bool {
+        for &f in functions.iter().rev() {
+            match self.node_info(node) {
+                Some((parent, func)) if func == f => node = parent,
+                _ => return false,
+            }
+        }
+        node == 0
+    }
+
+    /// Function ids from the root to `leaf`, or `None` if a node is unknown.
+    pub fn path(&self, mut leaf: u32, out: &mut Vec<u32>) -> Option<()> {
+        out.clear();
+        let mut guard = 0;
+        while leaf != 0 {
+            let (parent, f) = self.node_info(leaf)?;
+            out.push(f);
+            leaf = parent;
+            guard += 1;
+            if guard > 65_536 {
+                return None;
+            }
+        }
+        out.reverse();
+        Some(())
+    }
+
+    pub fn add_series(&mut self, row: &SeriesRow) {
+        let labels: Labels = serde_json::from_str(&row.labels).unwrap_or_default();
+        let id = row.id as u32;
+        self.series_index
+            .insert((row.tenant_id as u32, row.labels.clone()), id);
+        self.series.insert(
+            id,
+            SeriesInfo {
+                tenant: row.tenant_id as u32,
+                labels,
+                labels_json: row.labels.clone(),
+                sample_types: parse_sample_types(&row.sample_types),
+                period_type: parse_period(&row.period_type),
+            },
+        );
+        self.max_series = self.max_series.max(row.id);
+    }
+
+    pub fn series_id(&self, tenant: u32, labels_json: &str) -> Option<u32> {
+        self.series_index
+            .get(&(tenant, labels_json.to_owned()))
+            .copied()
+    }
+
+    pub fn series_count(&self, tenant: u32) -> usize {
+        self.series.values().filter(|s| s.tenant == tenant).count()
+    }
+
+    pub fn remove_series(&mut self, id: u32) {
+        if let Some(s) = self.series.remove(&id) {
+            self.series_index.remove(&(s.tenant, s.labels_json));
+        }
+    }
+
+    /// Forgets dictionary entries not kept by a retention pass.
+    pub fn retain_dictionary(&mut self, nodes: &[i64], functions: &[i64]) {
+        let keep_nodes: rustc_hash::FxHashSet<u32> = nodes.iter().map(|&n| n as u32).collect();
+        let keep_functions: rustc_hash::FxHashSet<u32> =
+            functions.iter().map(|&f| f as u32).collect();
+        for (id, slot) in self.nodes.iter_mut().enumerate() {
+            if slot.1 != 0 && !keep_nodes.contains(&(id as u32)) {
+                self.node_index.remove(slot);
+                *slot = (0, 0);
+            }
+        }
+        for (id, slot) in self.functions.iter_mut().enumerate() {
+            if slot.is_some() && !keep_functions.contains(&(id as u32)) {
+                *slot = None;
+            }
+        }
+        let functions = &self.functions;
+        self.function_index
+            .retain(|&mut i| functions[i as usize].is_some());
+        self.stack_cache.clear();
+    }
+}

@@ -1,0 +1,28 @@
+//! Integration tests of firewatch-server, against real SQLite files and a
+//! real PostgreSQL server (`FIREWATCH_TEST_POSTGRES_URL`, which
+//! `scripts/test` provides; without it, [`pg`] starts a throwaway one).
+//!
+//! - `store`: the storage layer on both backends.
+//! - `native`, `push`, `legacy`: the three ingest paths over HTTP.
+//! - `render`, `diff`, `labels`: the query API.
+//! - `limits`: malformed, oversized and bomb inputs get a 4xx and leave the
+//!   store unchanged.
+//! - `binary`: the `firewatch-server` binary: configuration precedence,
+//!   durability across `kill -9`, graceful shutdown.
+//!
+//! HTTP cases run three ways: SQLite in process (`oneshot`), SQLite over a
+//! loopback socket, and PostgreSQL over a loopback socket.
+
+mod harness;
+mod pg;
+mod support;
+
+mod binary;
+mod diff;
+mod labels;
+mod legacy;
+mod limits;
+mod native;
+mod push;
+mod render;
+mod store;
