@@ -241,7 +241,10 @@ fn parse_matchers_at(text: &str, base: usize) -> Result<Vec<Matcher>, SelectorEr
         if start == i || bytes[start].is_ascii_digit() {
             return Err(err(start, "expected a label name"));
         }
-        let name = &text[start..i];
+        // Ingest stores dots in label names as underscores
+        // (`ingest::limits::sanitize_label_name`), so a matcher on
+        // `otel.scope.name` finds what `otel.scope.name` was sent as.
+        let name = text[start..i].replace('.', "_");
         skip_ws(&mut i);
         let op = match (bytes.get(i), bytes.get(i + 1)) {
             (Some(b'='), Some(b'~')) => (Op::Regex, 2),
@@ -254,7 +257,7 @@ fn parse_matchers_at(text: &str, base: usize) -> Result<Vec<Matcher>, SelectorEr
         skip_ws(&mut i);
         let quote_at = i;
         let value = parse_string(text, &mut i).map_err(|m| err(quote_at, &m))?;
-        let matcher = Matcher::new(name, op.0, &value).map_err(|m| err(quote_at, &m))?;
+        let matcher = Matcher::new(&name, op.0, &value).map_err(|m| err(quote_at, &m))?;
         out.push(matcher);
         skip_ws(&mut i);
         match bytes.get(i) {
@@ -384,6 +387,16 @@ mod tests {
         let e = parse_query(r#"app.cpu{env=~"(("}"#, None).unwrap_err();
         assert!(e.message.starts_with("invalid regular expression"), "{e}");
         assert!(parse_query("{}", None).is_err());
+    }
+
+    #[test]
+    fn dotted_label_names_match_their_stored_form() {
+        let m = parse_matchers(r#"{otel.scope.name="sdk", env="test"}"#).unwrap();
+        assert_eq!(m[0], Matcher::eq("otel_scope_name", "sdk"));
+        assert!(matches_all(
+            &m,
+            &labels(&[("otel_scope_name", "sdk"), ("env", "test")])
+        ));
     }
 
     #[test]

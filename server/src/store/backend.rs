@@ -38,6 +38,19 @@ pub(crate) struct BlockMeta {
     pub totals: Vec<u8>,
 }
 
+/// Sums over the raw blocks of one series in one timeline step, for series
+/// columns 0-3 (`None` where no block had the column).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Bucket {
+    pub series_id: i64,
+    pub bucket: i64,
+    pub sums: [Option<i64>; 4],
+    pub profiles: [Option<i64>; 4],
+}
+
+/// Series columns whose totals the database can sum ([`Bucket`]).
+pub(crate) const SUMMED_COLUMNS: u32 = 4;
+
 /// A rollup window waiting to be (re)built. `version` counts the profiles
 /// that dirtied it, so a compactor only clears the mark it read: a profile
 /// landing while the rollup is built leaves it dirty.
@@ -67,6 +80,14 @@ pub(crate) trait Backend: Send + Sync {
         from_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<BlockMeta>>;
+    /// Raw-block totals of these series summed per series and step.
+    async fn timeline_raw(
+        &self,
+        series: &[i64],
+        from_ms: i64,
+        until_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<Bucket>>;
     /// Payloads by block id.
     async fn blobs(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>>;
     /// Dirty windows of these series (any tier) starting in `[from, until)`.

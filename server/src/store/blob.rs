@@ -52,7 +52,8 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 impl Block {
-    /// Encodes the block, zstd-compressing it when that saves at least a tenth.
+    /// Encodes the block, zstd-compressing a large one (a rollup) when that
+    /// saves at least a tenth.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.stacks.len() * 4);
         out.push(0);
@@ -75,7 +76,9 @@ impl Block {
                 encode_varint(zigzag(scaled), &mut out);
             }
         }
-        if out.len() > 256
+        // Small blocks (single profiles) are mostly varints zstd cannot shrink
+        // much; trying costs more CPU at ingest than it saves on disk.
+        if out.len() > 4096
             && let Ok(compressed) = zstd::bulk::compress(&out[1..], 3)
             && compressed.len() + 1 < out.len() * 9 / 10
         {

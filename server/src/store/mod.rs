@@ -182,6 +182,7 @@ struct Inner {
     backend: Box<dyn backend::Backend>,
     state: tokio::sync::RwLock<dict::State>,
     write_lock: tokio::sync::Mutex<()>,
+    pending: std::sync::Mutex<Vec<write::Pending>>,
     options: StoreOptions,
 }
 
@@ -227,6 +228,7 @@ impl Store {
                 backend,
                 state: tokio::sync::RwLock::new(state),
                 write_lock: tokio::sync::Mutex::new(()),
+                pending: std::sync::Mutex::new(Vec::new()),
                 options,
             }),
         })

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use super::backend::{Backend, BlockMeta, FunctionRow, SeriesRow, Tx, Window};
+use super::backend::{Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window};
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreStats};
 

@@ -4,7 +4,7 @@
 use firewatch_profile::{Profile, SampleType};
 use rustc_hash::FxHashMap;
 
-use super::backend::BlockMeta;
+use super::backend::{BlockMeta, Bucket, SUMMED_COLUMNS};
 use super::blob::{Block, total_of};
 use super::plan::{TIER_WIDTH_MS, TOP_TIER, cover};
 use super::{Inner, Merged, Result, Selection, StoreError, Timeline, is_gauge};
@@ -55,26 +55,35 @@ pub(super) async fn select(inner: &Inner, sel: &Selection, step_ms: Option<i64>)
     let sums = merge_blocks(inner, &blocks, &column_of, gauge).await?;
 
     let tier = timeline_tier(step);
-    let timeline_blocks = if tier == TOP_TIER {
-        blocks
+    if tier == 0 && targets.iter().all(|t| t.column < SUMMED_COLUMNS) {
+        // Fine steps read raw blocks only: let the database sum them.
+        let buckets = inner
+            .backend
+            .timeline_raw(&ids, sel.from_ms, sel.until_ms, step)
+            .await?;
+        fill_timeline_sums(&mut timeline, &buckets, &column_of, gauge);
     } else {
-        cover(
-            inner.backend.as_ref(),
-            &ids,
+        let timeline_blocks = if tier == TOP_TIER {
+            blocks
+        } else {
+            cover(
+                inner.backend.as_ref(),
+                &ids,
+                sel.from_ms,
+                sel.until_ms,
+                tier,
+            )
+            .await?
+        };
+        fill_timeline(
+            &mut timeline,
+            &timeline_blocks,
+            &column_of,
             sel.from_ms,
-            sel.until_ms,
-            tier,
-        )
-        .await?
-    };
-    fill_timeline(
-        &mut timeline,
-        &timeline_blocks,
-        &column_of,
-        sel.from_ms,
-        step,
-        gauge,
-    );
+            step,
+            gauge,
+        );
+    }
 
     let profile = to_profile(inner, sums, sample_type).await?;
     Ok(Merged {
@@ -134,6 +143,35 @@ fn timeline_tier(step: i64) -> u8 {
         .rev()
         .find(|&t| TIER_WIDTH_MS[t as usize] <= step)
         .unwrap_or(0)
+}
+
+fn fill_timeline_sums(
+    timeline: &mut Timeline,
+    buckets: &[Bucket],
+    column_of: &FxHashMap<i64, u32>,
+    gauge: bool,
+) {
+    for b in buckets {
+        let (Some(&c), Ok(i)) = (column_of.get(&b.series_id), usize::try_from(b.bucket)) else {
+            continue;
+        };
+        let (Some(Some(sum)), Some(slot)) = (b.sums.get(c as usize), timeline.samples.get_mut(i))
+        else {
+            continue;
+        };
+        let value = if gauge {
+            sum / b
+                .profiles
+                .get(c as usize)
+                .copied()
+                .flatten()
+                .unwrap_or(1)
+                .max(1)
+        } else {
+            *sum
+        };
+        *slot = slot.saturating_add(value);
+    }
 }
 
 fn fill_timeline(

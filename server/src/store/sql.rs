@@ -100,6 +100,37 @@ macro_rules! sql_backend {
                 )
             }
 
+            async fn timeline_raw(&self, series: &[i64], from_ms: i64, until_ms: i64, step_ms: i64) -> Result<Vec<Bucket>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT series_id, (start_ms - $2) / $3 AS bucket, \
+                     CAST(SUM(t0) AS BIGINT) AS s0, CAST(SUM(t1) AS BIGINT) AS s1, \
+                     CAST(SUM(t2) AS BIGINT) AS s2, CAST(SUM(t3) AS BIGINT) AS s3, \
+                     CAST(SUM(CASE WHEN t0 IS NULL THEN 0 ELSE profiles END) AS BIGINT) AS p0, \
+                     CAST(SUM(CASE WHEN t1 IS NULL THEN 0 ELSE profiles END) AS BIGINT) AS p1, \
+                     CAST(SUM(CASE WHEN t2 IS NULL THEN 0 ELSE profiles END) AS BIGINT) AS p2, \
+                     CAST(SUM(CASE WHEN t3 IS NULL THEN 0 ELSE profiles END) AS BIGINT) AS p3 \
+                     FROM blocks WHERE series_id IN ",
+                    $ids,
+                    " AND tier = 0 AND start_ms >= $2 AND start_ms < $4 GROUP BY series_id, bucket"
+                ))
+                .bind(ids_param(series))
+                .bind(from_ms)
+                .bind(step_ms)
+                .bind(until_ms)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Bucket {
+                            series_id: r.try_get("series_id")?,
+                            bucket: r.try_get("bucket")?,
+                            sums: [r.try_get("s0")?, r.try_get("s1")?, r.try_get("s2")?, r.try_get("s3")?],
+                            profiles: [r.try_get("p0")?, r.try_get("p1")?, r.try_get("p2")?, r.try_get("p3")?],
+                        })
+                    })
+                    .collect()
+            }
+
             async fn dirty_in(&self, series: &[i64], from_ms: i64, until_ms: i64) -> Result<Vec<Window>> {
                 let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(concat!(
                     "SELECT series_id, tier, start_ms, version FROM dirty WHERE series_id IN ",
@@ -293,9 +324,10 @@ macro_rules! sql_backend {
                     .bind(data)
                     .fetch_one(&mut *self.tx)
                     .await?;
+                let t = |c: u32| super::blob::total_of(&meta.totals, c);
                 sqlx::query(
-                    "INSERT INTO blocks (series_id, tier, start_ms, id, end_ms, profiles, totals) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO blocks (series_id, tier, start_ms, id, end_ms, profiles, totals, t0, t1, t2, t3) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(meta.series_id)
                 .bind(i64::from(meta.tier))
@@ -304,6 +336,10 @@ macro_rules! sql_backend {
                 .bind(meta.end_ms)
                 .bind(meta.profiles)
                 .bind(&meta.totals)
+                .bind(t(0))
+                .bind(t(1))
+                .bind(t(2))
+                .bind(t(3))
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(id)

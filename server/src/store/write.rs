@@ -30,13 +30,66 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub(super) async fn ingest(inner: &Inner, profiles: Vec<NewProfile>) -> Result<()> {
-    let _writer = inner.write_lock.lock().await;
+/// A caller's profiles waiting for the next group commit.
+pub(super) struct Pending {
+    profiles: Vec<NewProfile>,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Stores one caller's profiles. Concurrent callers share transactions
+/// (group commit): the first to get the writer commits everything queued
+/// so far in one transaction; if that fails, each caller's profiles are
+/// retried in a transaction of their own, so one bad request never fails
+/// another. The commit runs in its own task, so a caller that goes away
+/// cannot interrupt a transaction holding other callers' profiles.
+pub(super) async fn ingest(inner: &std::sync::Arc<Inner>, profiles: Vec<NewProfile>) -> Result<()> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    inner
+        .pending
+        .lock()
+        .map_err(|_| StoreError::Closed)?
+        .push(Pending { profiles, done });
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let _writer = inner.write_lock.lock().await;
+        let batch = match inner.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return,
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if batch.len() == 1 {
+            for p in batch {
+                let _ = p.done.send(commit(&inner, &p.profiles).await);
+            }
+            return;
+        }
+        let all: Vec<&NewProfile> = batch.iter().flat_map(|p| &p.profiles).collect();
+        if commit_refs(&inner, &all).await.is_ok() {
+            for p in batch {
+                let _ = p.done.send(Ok(()));
+            }
+            return;
+        }
+        for p in batch {
+            let _ = p.done.send(commit(&inner, &p.profiles).await);
+        }
+    });
+    result.await.unwrap_or(Err(StoreError::Closed))
+}
+
+async fn commit(inner: &Inner, profiles: &[NewProfile]) -> Result<()> {
+    commit_refs(inner, &profiles.iter().collect::<Vec<_>>()).await
+}
+
+/// One transaction; the caller holds the writer.
+async fn commit_refs(inner: &Inner, profiles: &[&NewProfile]) -> Result<()> {
     let mut overlay = Overlay::default();
     {
         let state = inner.state.read().await;
         let mut tx = inner.backend.begin().await?;
-        for p in &profiles {
+        for p in profiles {
             if p.profile.is_empty() || p.profile.sample_types().is_empty() {
                 continue;
             }

@@ -428,7 +428,37 @@ async fn retention_deletes_old_data_and_dictionary(backend: Backend) {
     );
 }
 
+async fn concurrent_ingests_share_commits_but_not_failures(backend: Backend) {
+    let (url, _dir) = crate::support::fresh_url(backend).await;
+    let options = StoreOptions {
+        max_series_per_tenant: 3,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&url, options).await.unwrap();
+    let (seed, _) = corpus(T0, 1, 3);
+    store.ingest(seed).await.unwrap();
+    let (more, _) = corpus(T0 + MIN, 8, 3);
+    let mut tasks = Vec::new();
+    for p in more {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.ingest(vec![p]).await }));
+    }
+    // A fourth series is over the limit: it alone must fail.
+    let (fourth, _) = corpus(T0, 1, 4);
+    let bad = {
+        let store = store.clone();
+        let p = fourth[3].clone();
+        tokio::spawn(async move { store.ingest(vec![p]).await })
+    };
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(matches!(bad.await.unwrap(), Err(StoreError::LimitExceeded { .. })));
+    assert_eq!(store.stats().await.unwrap().blocks, 3 + 24);
+}
+
 both_backends! {
+    concurrent_ingests_share_commits_but_not_failures => super::concurrent_ingests_share_commits_but_not_failures;
     round_trip => super::round_trip;
     survives_reopen => super::survives_reopen;
     rollups_answer_like_raw_data => super::rollups_answer_like_raw_data;
