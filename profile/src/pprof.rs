@@ -1,12 +1,38 @@
 //! The pprof wire format (`perftools.profiles.Profile`) and its conversion to
 //! and from the model.
+//!
+//! Two readers turn pprof bytes into a [`Profile`]:
+//!
+//! - [`Profile::from_pprof_bytes`] reads the wire bytes straight into the
+//!   model (the `wire` module): no `proto::Profile` is built, strings stay
+//!   slices of the decompressed buffer until the model interns them, and
+//!   each section is parsed once. This is the ingest path.
+//! - [`decode`] builds the prost message, for callers that want it, and
+//!   [`Profile::from_pprof`] converts such a message.
+//!
+//! Both give the same model for the same bytes, and the same errors for
+//! invalid references ([`Error::InvalidPprof`] with the same field names)
+//! and for limits ([`Error::LimitExceeded`] with the same `what`). They
+//! differ in how malformed protobuf is reported: [`decode`] returns
+//! [`Error::Protobuf`] (prost's message), while [`Profile::from_pprof_bytes`]
+//! returns [`Error::InvalidPprof`] whose field names the message being read
+//! (`profile`, `sample`, `location.line`, ...) and whose detail says what
+//! was wrong with the bytes. The fast reader also refuses protobuf groups
+//! (wire types 3 and 4) everywhere, where prost skips a well-formed group
+//! found as an unknown field inside a nested message: pprof has no groups,
+//! so no producer writes one.
+
+use std::fmt::Write as _;
 
 use prost::Message;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::limits::{Limits, decompress};
+use crate::limits::Limits;
 use crate::model::{FuncId, Profile, SampleType};
+
+mod inflate;
+mod wire;
 
 /// Types generated from `proto/profile.proto`.
 #[allow(missing_docs, clippy::all)]
@@ -19,21 +45,15 @@ pub mod proto {
 /// Counts are checked on the wire before decoding, so a message claiming a
 /// million samples is refused before a million structs are allocated.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<proto::Profile> {
-    let raw = decompress(bytes, limits.max_decompressed_bytes)?;
+    let raw = inflate::decompress(bytes, limits.max_decompressed_bytes)?;
     precheck(&raw, limits)?;
     let profile = proto::Profile::decode(&*raw)?;
     for sample in &profile.sample {
         if sample.location_id.len() > limits.max_stack_depth {
-            return Err(Error::LimitExceeded {
-                what: "stack depth (frames)",
-                limit: limits.max_stack_depth as u64,
-            });
+            return Err(too_deep(limits));
         }
         if sample.label.len() > limits.max_labels_per_sample {
-            return Err(Error::LimitExceeded {
-                what: "labels per sample",
-                limit: limits.max_labels_per_sample as u64,
-            });
+            return Err(too_many_labels(limits));
         }
     }
     Ok(profile)
@@ -69,6 +89,14 @@ fn precheck(mut buf: &[u8], limits: &Limits) -> Result<()> {
             _ => {}
         }
     }
+    check_counts(samples, strings, limits)
+}
+
+// The checks and messages below are shared by the prost path and the wire
+// reader, so the two cannot drift apart in what they refuse or how they say it.
+
+/// The top-level counts `decode` checks before building anything.
+fn check_counts(samples: usize, strings: usize, limits: &Limits) -> Result<()> {
     if samples > limits.max_samples {
         return Err(Error::LimitExceeded {
             what: "samples",
@@ -84,6 +112,42 @@ fn precheck(mut buf: &[u8], limits: &Limits) -> Result<()> {
     Ok(())
 }
 
+fn too_deep(limits: &Limits) -> Error {
+    Error::LimitExceeded {
+        what: "stack depth (frames)",
+        limit: limits.max_stack_depth as u64,
+    }
+}
+
+fn too_many_labels(limits: &Limits) -> Error {
+    Error::LimitExceeded {
+        what: "labels per sample",
+        limit: limits.max_labels_per_sample as u64,
+    }
+}
+
+fn first_string_not_empty() -> Error {
+    invalid("string_table", "entry 0 must be the empty string")
+}
+
+fn no_function(id: u64) -> Error {
+    invalid(
+        "location.line.function_id",
+        format!("no function with id {id}"),
+    )
+}
+
+fn no_location(id: u64) -> Error {
+    invalid("sample.location_id", format!("no location with id {id}"))
+}
+
+fn wrong_value_count(values: usize, width: usize) -> Error {
+    invalid(
+        "sample.value",
+        format!("{values} values for {width} sample types"),
+    )
+}
+
 fn truncated() -> Error {
     invalid("profile", "message truncated")
 }
@@ -95,9 +159,10 @@ fn invalid(field: &'static str, detail: impl Into<String>) -> Error {
     }
 }
 
-struct Strings<'a>(&'a [String]);
+/// The string table, as owned strings (prost) or slices of the wire bytes.
+struct Strings<'a, S>(&'a [S]);
 
-impl<'a> Strings<'a> {
+impl<'a, S: AsRef<str>> Strings<'a, S> {
     fn get(&self, index: i64, field: &'static str) -> Result<&'a str> {
         if index == 0 && self.0.is_empty() {
             return Ok("");
@@ -105,7 +170,7 @@ impl<'a> Strings<'a> {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.0.get(i))
-            .map(String::as_str)
+            .map(AsRef::as_ref)
             .ok_or_else(|| {
                 invalid(
                     field,
@@ -120,8 +185,13 @@ impl<'a> Strings<'a> {
 
 impl Profile {
     /// Decompresses, decodes and converts a pprof file's bytes within `limits`.
+    ///
+    /// The bytes are read straight into the model, without building the
+    /// `proto::Profile` that [`decode`] returns; see the [module docs](self)
+    /// for how its errors compare with [`decode`] + [`Profile::from_pprof`].
     pub fn from_pprof_bytes(bytes: &[u8], limits: &Limits) -> Result<Profile> {
-        Profile::from_pprof(&decode(bytes, limits)?, limits)
+        let raw = inflate::decompress(bytes, limits.max_decompressed_bytes)?;
+        wire::profile(&raw, limits)
     }
 
     /// Converts a decoded pprof message.
@@ -134,7 +204,7 @@ impl Profile {
         if let Some(first) = p.string_table.first()
             && !first.is_empty()
         {
-            return Err(invalid("string_table", "entry 0 must be the empty string"));
+            return Err(first_string_not_empty());
         }
         let mut sample_types = Vec::with_capacity(p.sample_type.len());
         for t in &p.sample_type {
@@ -168,28 +238,34 @@ impl Profile {
             functions.insert(f.id, out.intern_function(name, file, line));
         }
 
-        let mut mappings: FxHashMap<u64, &proto::Mapping> = FxHashMap::default();
+        let mut mappings: FxHashMap<u64, MappingRef> = FxHashMap::default();
         for m in &p.mapping {
-            mappings.insert(m.id, m);
+            mappings.insert(
+                m.id,
+                MappingRef {
+                    memory_start: m.memory_start,
+                    file_offset: m.file_offset,
+                    filename: m.filename,
+                },
+            );
         }
 
         // Each location's frames, outermost first, stored flat.
         let mut loc_frames: Vec<FuncId> = Vec::new();
         let mut locations: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
         locations.reserve(p.location.len());
+        let mut name = String::new();
         for loc in &p.location {
             let start = loc_frames.len() as u32;
             if loc.line.is_empty() {
-                let name = unsymbolized_name(loc, &mappings, &strings)?;
+                let mapping = mappings.get(&loc.mapping_id).copied();
+                unsymbolized_name(&mut name, loc.address, mapping, &strings)?;
                 loc_frames.push(out.intern_function(&name, "", 0));
             } else {
                 for line in loc.line.iter().rev() {
-                    let id = functions.get(&line.function_id).ok_or_else(|| {
-                        invalid(
-                            "location.line.function_id",
-                            format!("no function with id {}", line.function_id),
-                        )
-                    })?;
+                    let id = functions
+                        .get(&line.function_id)
+                        .ok_or_else(|| no_function(line.function_id))?;
                     loc_frames.push(*id);
                 }
             }
@@ -200,23 +276,15 @@ impl Profile {
         let mut stack: Vec<FuncId> = Vec::with_capacity(64);
         for sample in &p.sample {
             if sample.value.len() != width {
-                return Err(invalid(
-                    "sample.value",
-                    format!("{} values for {} sample types", sample.value.len(), width),
-                ));
+                return Err(wrong_value_count(sample.value.len(), width));
             }
             stack.clear();
             for id in sample.location_id.iter().rev() {
-                let &(start, end) = locations.get(id).ok_or_else(|| {
-                    invalid("sample.location_id", format!("no location with id {id}"))
-                })?;
+                let &(start, end) = locations.get(id).ok_or_else(|| no_location(*id))?;
                 stack.extend_from_slice(&loc_frames[start as usize..end as usize]);
             }
             if stack.len() > limits.max_stack_depth {
-                return Err(Error::LimitExceeded {
-                    what: "stack depth (frames)",
-                    limit: limits.max_stack_depth as u64,
-                });
+                return Err(too_deep(limits));
             }
             out.add_sample(&stack, &sample.value);
         }
@@ -301,25 +369,44 @@ impl Profile {
     }
 }
 
-fn unsymbolized_name(
-    loc: &proto::Location,
-    mappings: &FxHashMap<u64, &proto::Mapping>,
-    strings: &Strings<'_>,
-) -> Result<String> {
-    let Some(m) = mappings.get(&loc.mapping_id) else {
-        return Ok(format!("0x{:x}", loc.address));
+/// What naming an unsymbolized location needs of its mapping.
+#[derive(Clone, Copy, Debug)]
+struct MappingRef {
+    memory_start: u64,
+    file_offset: u64,
+    /// String index of the mapped file's path, checked only when a location
+    /// without lines uses this mapping.
+    filename: i64,
+}
+
+/// Names a location without lines into `out` (cleared first):
+/// `module+0xoffset` with the mapped file's base name and the offset in that
+/// file, or `0xaddress` without a mapping or a file name. `out` is reused
+/// so the wire reader formats without allocating per location.
+fn unsymbolized_name<S: AsRef<str>>(
+    out: &mut String,
+    address: u64,
+    mapping: Option<MappingRef>,
+    strings: &Strings<'_, S>,
+) -> Result<()> {
+    out.clear();
+    let module = match mapping {
+        Some(m) => {
+            let path = strings.get(m.filename, "mapping.filename")?;
+            let module = path.rsplit('/').next().unwrap_or(path);
+            let offset = address
+                .wrapping_sub(m.memory_start)
+                .wrapping_add(m.file_offset);
+            (!module.is_empty()).then_some((module, offset))
+        }
+        None => None,
     };
-    let path = strings.get(m.filename, "mapping.filename")?;
-    let module = path.rsplit('/').next().unwrap_or(path);
-    let offset = loc
-        .address
-        .wrapping_sub(m.memory_start)
-        .wrapping_add(m.file_offset);
-    if module.is_empty() {
-        Ok(format!("0x{:x}", loc.address))
-    } else {
-        Ok(format!("{module}+0x{offset:x}"))
-    }
+    // Writing to a String cannot fail.
+    let _ = match module {
+        Some((module, offset)) => write!(out, "{module}+0x{offset:x}"),
+        None => write!(out, "0x{address:x}"),
+    };
+    Ok(())
 }
 
 /// Builds a pprof string table, entry 0 being "".

@@ -8,3 +8,4 @@ mod limits;
 mod ops;
 mod properties;
 mod tree;
+mod wire;

@@ -8,7 +8,7 @@ use crate::support::canonical;
 
 /// Profiles of 1-2 sample types over stacks of small alphabets (so stacks
 /// repeat and share prefixes), with names that include spaces and unicode.
-fn arb_profile() -> impl Strategy<Value = Profile> {
+pub(crate) fn arb_profile() -> impl Strategy<Value = Profile> {
     let name = prop::sample::select(vec![
         "main", "a", "b b", "c::d<'_>", "é", "[k]", "x_[k]", "0x1f",
     ]);
