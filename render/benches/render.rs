@@ -67,16 +67,28 @@ fn main() {
         black_box(serde_json::to_string(&small.to_flamebearer()).expect("json"));
     });
 
-    println!("tree: {} nodes, {} stacks", tree.len(), profile.stack_count());
+    println!(
+        "tree: {} nodes, {} stacks",
+        tree.len(),
+        profile.stack_count()
+    );
     println!(
         "svg of the {}-node tree: {svg:.2?} (target < 300 ms: {}); folded text of the same stacks: {folded_text:.2?}; ratio {:.1}",
         tree.len(),
-        if svg < Duration::from_millis(300) { "met" } else { "NOT met" },
+        if svg < Duration::from_millis(300) {
+            "met"
+        } else {
+            "NOT met"
+        },
         svg.as_secs_f64() / folded_text.as_secs_f64()
     );
     println!(
         "json of 8,192 nodes (truncate + flamebearer + serialize): {json:.2?} (target < 50 ms: {}); building the full tree: {build:.2?}; ratio {:.2}",
-        if json < Duration::from_millis(50) { "met" } else { "NOT met" },
+        if json < Duration::from_millis(50) {
+            "met"
+        } else {
+            "NOT met"
+        },
         json.as_secs_f64() / build.as_secs_f64()
     );
 }

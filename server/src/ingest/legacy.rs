@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::decompress::decompress;
-use super::limits::{check_labels, collect_labels, is_reserved};
+use super::limits::{check_labels, collect_labels, is_reserved, sanitize_label_name};
 use super::profile_types::{self, LegacyShape, apply_shape, legacy_shape, rename_columns};
 use super::{blocking, decode_pprof, store_all};
 use crate::AppState;
@@ -223,8 +223,8 @@ pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<Json<
         .name
         .labels
         .iter()
+        .map(|(k, v)| (sanitize_label_name(k.clone()), v.clone()))
         .filter(|(k, _)| !is_reserved(k))
-        .cloned()
         .collect();
     if !pairs.iter().any(|(k, _)| k == SERVICE_NAME) {
         pairs.push((SERVICE_NAME.to_owned(), meta.name.app.clone()));

@@ -77,6 +77,20 @@ pub fn is_valid_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A label name as stored: every `.` becomes `_`, as Pyroscope does, so
+/// OpenTelemetry-style names from its SDKs (`otel.scope.name`,
+/// `process.runtime.version`) keep working (`otel_scope_name`, ...).
+/// Other characters outside `[a-zA-Z0-9_]` are left for
+/// [`check_labels`] to refuse: replacing them too could merge distinct
+/// names.
+pub fn sanitize_label_name(name: String) -> String {
+    if name.contains('.') {
+        name.replace('.', "_")
+    } else {
+        name
+    }
+}
+
 /// Collects labels, refusing a name given twice.
 pub fn collect_labels<I>(pairs: I) -> Result<Labels, ApiError>
 where
@@ -199,6 +213,20 @@ mod tests {
         let e = check_labels(many, &limits).unwrap_err();
         assert_eq!(e.status(), 422);
         assert!(e.to_string().contains("31 labels per series"), "{e}");
+    }
+
+    #[test]
+    fn dots_become_underscores() {
+        assert_eq!(
+            sanitize_label_name("otel.scope.name".into()),
+            "otel_scope_name"
+        );
+        assert_eq!(sanitize_label_name(".a.".into()), "_a_");
+        assert_eq!(sanitize_label_name("a-b".into()), "a-b");
+        assert_eq!(sanitize_label_name("env".into()), "env");
+        assert!(is_valid_label_name(&sanitize_label_name(
+            "k8s.pod.name".into()
+        )));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, de};
 
 use super::decompress::decompress;
-use super::limits::{IngestLimits, check_labels, collect_labels, is_reserved};
+use super::limits::{IngestLimits, check_labels, collect_labels, is_reserved, sanitize_label_name};
 use super::profile_types::profile_family;
 use super::{blocking, decode_pprof, store_all};
 use crate::AppState;
@@ -224,10 +224,13 @@ pub fn to_profiles(
     Ok(out)
 }
 
-/// A series' labels: reserved ones dropped, `service_name` defaulted, then
-/// checked against the limits.
+/// A series' labels: dots in names made underscores, reserved ones
+/// dropped, `service_name` defaulted, then checked against the limits.
 fn series_labels(pairs: Vec<(String, String)>, limits: &IngestLimits) -> Result<Labels, ApiError> {
-    let kept = pairs.into_iter().filter(|(name, _)| !is_reserved(name));
+    let kept = pairs
+        .into_iter()
+        .map(|(name, value)| (sanitize_label_name(name), value))
+        .filter(|(name, _)| !is_reserved(name));
     let mut labels = collect_labels(kept)?;
     if labels.get(SERVICE_NAME).is_none_or(String::is_empty) {
         labels.insert(SERVICE_NAME.to_owned(), DEFAULT_SERVICE_NAME.to_owned());

@@ -3,11 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::{base_ms, cpu_profile};
 
-fn server() -> Command {
+/// The `firewatch-server` binary, without any `FIREWATCH_*` or `RUST_LOG`
+/// setting of the environment running the tests.
+pub fn server() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_firewatch-server"));
     for (key, _) in std::env::vars() {
         if key.starts_with("FIREWATCH_") || key == "RUST_LOG" {
@@ -65,13 +68,35 @@ fn flags_beat_environment_beat_file_beat_defaults() {
     );
 }
 
-/// A running server process and the address it listens on.
-struct Running {
-    child: Child,
-    addr: String,
+/// A running server process, the address it listens on, and what it has
+/// logged so far. Dropping it kills the process.
+pub struct Running {
+    pub child: Child,
+    pub addr: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
-fn start(db: &str) -> Running {
+impl Running {
+    /// The server's log lines so far, one per line.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free loopback port over the store at `db`.
+pub fn start(db: &str) -> Running {
+    start_with(db, &[])
+}
+
+/// Starts the binary with extra flags (e.g. `--log`).
+pub fn start_with(db: &str, extra: &[&str]) -> Running {
     let mut child = server()
         .args([
             "--listen",
@@ -81,11 +106,14 @@ fn start(db: &str) -> Running {
             "--compact-interval",
             "1s",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lines = Arc::clone(&log);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -100,15 +128,24 @@ fn start(db: &str) -> Running {
                     .to_owned();
                 let _ = tx.send(addr);
             }
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(line);
+            }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server says where it listens");
-    Running { child, addr }
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let lines = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+            panic!("the server did not say where it listens within 60 s; its log:\n{lines}");
+        }
+    };
+    Running { child, addr, log }
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that returns error statuses as responses.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

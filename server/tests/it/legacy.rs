@@ -219,9 +219,29 @@ async fn refuses_what_it_cannot_read(s: &TestServer) {
     assert_eq!(labels, json!(["__name__", "service_name"]));
 }
 
+/// Dots in label names become underscores, as Pyroscope stores them.
+async fn dotted_label_names(s: &TestServer) {
+    let t = base_ms();
+    let at = format!("&from={}&until={}", t / 1000, t / 1000 + 10);
+    s.send(ingest(
+        "/ingest",
+        "dotted.app.cpu{k8s.pod.name=web-1}",
+        &at,
+        "main;dot 3\n",
+    ))
+    .await
+    .expect(200);
+    let labels = s.send(Req::get("/labels")).await.expect(200).json();
+    assert_eq!(labels, json!(["__name__", "k8s_pod_name", "service_name"]));
+    let query = r#"dotted.app.cpu{k8s.pod.name="web-1"}"#;
+    let rows = folded_map(&folded(s, query, t - 1_000, t + 20_000).await);
+    assert_eq!(rows["main;dot"], 3 * 10_000_000);
+}
+
 on_every_backend!(
     folded_with_sample_rate_and_spy,
     lines_and_memory_types,
     pprof_raw_gzipped_and_multipart,
     refuses_what_it_cannot_read,
+    dotted_label_names,
 );

@@ -9,6 +9,8 @@
 //!   store unchanged.
 //! - `binary`: the `firewatch-server` binary: configuration precedence,
 //!   durability across `kill -9`, graceful shutdown.
+//! - `clients`: real Pyroscope clients (Grafana's Python and Rust SDKs),
+//!   unchanged, pushing to the binary.
 //!
 //! HTTP cases run three ways: SQLite in process (`oneshot`), SQLite over a
 //! loopback socket, and PostgreSQL over a loopback socket.
@@ -18,6 +20,7 @@ mod pg;
 mod support;
 
 mod binary;
+mod clients;
 mod diff;
 mod labels;
 mod legacy;

@@ -155,8 +155,78 @@ async fn connect_errors_and_atomicity(s: &TestServer) {
     assert_eq!(s.blocks().await, 0);
 }
 
+/// The labels Grafana's SDKs send (pyroscope-rs 2.x and the Python
+/// `pyroscope-io` 1.4 built on it): OpenTelemetry-style dotted names,
+/// stored with underscores as Pyroscope does, and matched either way.
+async fn sdk_labels_with_dots(s: &TestServer) {
+    let t = base_ms();
+    let p = cpu_profile(&[("main;sdk", 2)], t).to_pprof_bytes();
+    let request = proto::PushRequest {
+        series: vec![series(
+            &[
+                ("__name__", "process_cpu"),
+                ("env", "test"),
+                ("service_name", "sdk"),
+                ("otel.scope.name", "com.grafana.pyroscope/python"),
+                ("otel.scope.version", "1.4.0"),
+                ("process.runtime.name", "cpython"),
+                ("process.runtime.version", "3.11.7"),
+            ],
+            vec![p.clone()],
+        )],
+    };
+    let push = |request: proto::PushRequest| {
+        Req::post(PATH, gzip(&request.encode_to_vec()))
+            .header("Content-Type", "application/proto")
+            .header("Content-Encoding", "gzip")
+    };
+    s.send(push(request)).await.expect(200);
+    assert_eq!(
+        s.send(Req::get("/labels")).await.expect(200).json(),
+        json!([
+            "__name__",
+            "env",
+            "otel_scope_name",
+            "otel_scope_version",
+            "process_runtime_name",
+            "process_runtime_version",
+            "service_name"
+        ])
+    );
+    let (from, until) = (t - 1_000, t + 20_000);
+    for query in [
+        r#"sdk.cpu{otel.scope.name="com.grafana.pyroscope/python"}"#,
+        r#"sdk.cpu{otel_scope_name="com.grafana.pyroscope/python", process.runtime.name=~"cpy.*"}"#,
+    ] {
+        let rows = folded_map(&folded(s, query, from, until).await);
+        assert_eq!(rows["main;sdk"], 20_000_000, "{query}");
+    }
+
+    // Two names that become one are refused, and so are other characters.
+    for (labels, needle) in [
+        (
+            vec![("service_name", "x"), ("k8s.pod", "a"), ("k8s_pod", "b")],
+            "more than once",
+        ),
+        (
+            vec![("service_name", "x"), ("k8s-pod", "a")],
+            "invalid label name",
+        ),
+    ] {
+        let r = s
+            .send(push(proto::PushRequest {
+                series: vec![series(&labels, vec![p.clone()])],
+            }))
+            .await;
+        r.expect(400);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(needle), "{labels:?}: {message}");
+    }
+}
+
 on_every_backend!(
     protobuf_with_gzip_and_a_tenant,
     connect_json,
     connect_errors_and_atomicity,
+    sdk_labels_with_dots,
 );

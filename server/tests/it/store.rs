@@ -453,7 +453,10 @@ async fn concurrent_ingests_share_commits_but_not_failures(backend: Backend) {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert!(matches!(bad.await.unwrap(), Err(StoreError::LimitExceeded { .. })));
+    assert!(matches!(
+        bad.await.unwrap(),
+        Err(StoreError::LimitExceeded { .. })
+    ));
     assert_eq!(store.stats().await.unwrap().blocks, 3 + 24);
 }
 
