@@ -19,11 +19,23 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     HASHER.hash_one(v)
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct FunctionInfo {
-    pub tenant: u32,
-    pub name: Box<str>,
-    pub file: Box<str>,
+/// A function as stored in memory: spans into one text arena, so that
+/// interning a profile's functions compares against contiguous memory
+/// rather than chasing a heap allocation per name.
+#[derive(Clone, Copy, Debug)]
+struct FunctionEntry {
+    tenant: u32,
+    name: (u32, u32),
+    file: (u32, u32),
+    line: u32,
+    hash: u64,
+}
+
+/// A function of the dictionary.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FunctionRef<'a> {
+    pub name: &'a str,
+    pub file: &'a str,
     pub line: u32,
 }
 
@@ -39,7 +51,8 @@ pub(crate) struct SeriesInfo {
 #[derive(Default)]
 pub(crate) struct State {
     pub tenants: FxHashMap<String, u32>,
-    functions: Vec<Option<FunctionInfo>>,
+    text: String,
+    functions: Vec<Option<FunctionEntry>>,
     function_index: HashTable<u32>,
     // nodes[id] = (parent, function); (0, 0) marks an unused id. Node 0 is the root.
     nodes: Vec<(u32, u32)>,
@@ -51,6 +64,9 @@ pub(crate) struct State {
     max_function: i64,
     max_node: i64,
     max_series: i64,
+    // (series, 10-minute window) -> when it becomes ready to build: windows
+    // whose dirty mark this process wrote and which are still open.
+    marked_open: FxHashMap<(u32, i64), i64>,
 }
 
 fn function_key_hash(tenant: u32, name: &str, file: &str, line: u32) -> u64 {
@@ -111,37 +127,53 @@ impl State {
         if self.functions[slot].is_some() {
             return;
         }
-        self.functions[slot] = Some(FunctionInfo {
-            tenant,
-            name: name.into(),
-            file: file.into(),
-            line,
-        });
-        let functions = &self.functions;
-        let rehash = |&i: &u32| {
-            functions[i as usize]
-                .as_ref()
-                .map(|f| function_key_hash(f.tenant, &f.name, &f.file, f.line))
-                .unwrap_or(0)
+        let hash = function_key_hash(tenant, name, file, line);
+        let mut push = |s: &str| {
+            let start = self.text.len() as u32;
+            self.text.push_str(s);
+            (start, self.text.len() as u32)
         };
-        self.function_index
-            .insert_unique(function_key_hash(tenant, name, file, line), id, rehash);
+        let entry = FunctionEntry {
+            tenant,
+            name: push(name),
+            file: push(file),
+            line,
+            hash,
+        };
+        self.functions[slot] = Some(entry);
+        let functions = &self.functions;
+        self.function_index.insert_unique(hash, id, |&i| {
+            functions[i as usize].map(|f| f.hash).unwrap_or(0)
+        });
         self.max_function = self.max_function.max(i64::from(id));
     }
 
+    fn span(&self, (start, end): (u32, u32)) -> &str {
+        &self.text[start as usize..end as usize]
+    }
+
     pub fn function_id(&self, tenant: u32, name: &str, file: &str, line: u32) -> Option<u32> {
-        let functions = &self.functions;
+        let hash = function_key_hash(tenant, name, file, line);
         self.function_index
-            .find(function_key_hash(tenant, name, file, line), |&i| {
-                functions[i as usize].as_ref().is_some_and(|f| {
-                    f.tenant == tenant && f.line == line && &*f.name == name && &*f.file == file
+            .find(hash, |&i| {
+                self.functions[i as usize].is_some_and(|f| {
+                    f.hash == hash
+                        && f.tenant == tenant
+                        && f.line == line
+                        && self.span(f.name) == name
+                        && self.span(f.file) == file
                 })
             })
             .copied()
     }
 
-    pub fn function(&self, id: u32) -> Option<&FunctionInfo> {
-        self.functions.get(id as usize).and_then(Option::as_ref)
+    pub fn function(&self, id: u32) -> Option<FunctionRef<'_>> {
+        let f = self.functions.get(id as usize).copied().flatten()?;
+        Some(FunctionRef {
+            name: self.span(f.name),
+            file: self.span(f.file),
+            line: f.line,
+        })
     }
 
     pub fn add_node(&mut self, id: u32, parent: u32, function: u32) {
@@ -212,6 +244,21 @@ impl State {
         Some(())
     }
 
+    /// Whether this process marked the window dirty and it is still open.
+    pub fn is_marked_open(&self, series: u32, window: i64) -> bool {
+        self.marked_open.contains_key(&(series, window))
+    }
+
+    /// Records windows just marked dirty, and forgets those now ready.
+    pub fn note_marked(&mut self, marked: &[(u32, i64, i64)], now_ms: i64) {
+        for &(series, window, ready_at) in marked {
+            self.marked_open.insert((series, window), ready_at);
+        }
+        if self.marked_open.len() > 4096 || !marked.is_empty() {
+            self.marked_open.retain(|_, ready_at| *ready_at > now_ms);
+        }
+    }
+
     pub fn add_series(&mut self, row: &SeriesRow) {
         let labels: Labels = serde_json::from_str(&row.labels).unwrap_or_default();
         let id = row.id as u32;
@@ -257,14 +304,19 @@ impl State {
                 *slot = (0, 0);
             }
         }
-        for (id, slot) in self.functions.iter_mut().enumerate() {
-            if slot.is_some() && !keep_functions.contains(&(id as u32)) {
-                *slot = None;
+        // Rebuild the arena without the dropped names.
+        let old = std::mem::take(&mut self.functions);
+        let old_text = std::mem::take(&mut self.text);
+        self.function_index.clear();
+        self.max_function = 0;
+        for (id, entry) in old.into_iter().enumerate() {
+            if let Some(f) = entry
+                && keep_functions.contains(&(id as u32))
+            {
+                let text = |(a, b): (u32, u32)| &old_text[a as usize..b as usize];
+                self.add_function(id as u32, f.tenant, text(f.name), text(f.file), f.line);
             }
         }
-        let functions = &self.functions;
-        self.function_index
-            .retain(|&mut i| functions[i as usize].is_some());
         self.stack_cache.clear();
     }
 }

@@ -292,7 +292,7 @@ async fn to_profile(
             frames.clear();
             for &f in &path {
                 let (name, file, line) = match state.function(f) {
-                    Some(info) => (&*info.name, &*info.file, info.line),
+                    Some(info) => (info.name, info.file, info.line),
                     None => {
                         complete = false;
                         break;

@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 use super::backend::{BlockMeta, SeriesRow, Tx, Window};
 use super::blob::{Block, encode_totals};
 use super::dict::{State, sample_types_json};
-use super::plan::window_start;
+use super::plan::{TIER_WIDTH_MS, window_start};
 use super::{Inner, NewProfile, Result, StoreError};
 
 /// Dictionary entries and series created by the running transaction; they
@@ -21,6 +21,7 @@ struct Overlay {
     sample_types: FxHashMap<u32, Vec<SampleType>>,
     new_series_per_tenant: FxHashMap<u32, usize>,
     stacks: Vec<(Vec<u32>, u32)>,
+    marked: Vec<(u32, i64, i64)>,
 }
 
 fn now_ms() -> i64 {
@@ -118,6 +119,7 @@ async fn commit_refs(inner: &Inner, profiles: &[&NewProfile]) -> Result<()> {
     for (stack, leaf) in overlay.stacks {
         state.remember_stack(&stack, leaf);
     }
+    state.note_marked(&overlay.marked, now_ms());
     Ok(())
 }
 
@@ -307,12 +309,27 @@ async fn write_one(
         totals: encode_totals(&totals),
     };
     tx.insert_block(&meta, &block.encode()).await?;
-    tx.mark_dirty(Window {
-        series_id: i64::from(series),
-        tier: 1,
-        start_ms: window_start(1, start_ms),
-        version: 0,
-    })
-    .await?;
+    // A window marked dirty stays marked until it is ready to build (no
+    // compactor, here or on another server, touches it before), so while it
+    // is still open, marking it again would only cost a statement.
+    let window = window_start(1, start_ms);
+    let ready_at = window + TIER_WIDTH_MS[1] + inner.options.rollup_delay_ms;
+    let open = now_ms() + OPEN_MARGIN_MS < ready_at;
+    if !(open && state.is_marked_open(series, window)) {
+        tx.mark_dirty(Window {
+            series_id: i64::from(series),
+            tier: 1,
+            start_ms: window,
+            version: 0,
+        })
+        .await?;
+        if open {
+            overlay.marked.push((series, window, ready_at));
+        }
+    }
     Ok(())
 }
+
+/// How long before a window becomes ready to build its dirty mark is no
+/// longer trusted to be in place (clock skew between servers, slow commits).
+const OPEN_MARGIN_MS: i64 = 120_000;
