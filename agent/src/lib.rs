@@ -1,6 +1,33 @@
 //! Firewatch's host agent: samples the CPU stacks of every process with
-//! `perf_event_open`, symbolizes them, and ships pprof profiles to a
-//! Firewatch (or Pyroscope) server. Also embeddable in a Rust service.
+//! `perf_event_open`, unwinds them from a copy of the user stack with
+//! `.eh_frame`, symbolizes them, and ships one pprof per series and
+//! interval to a Firewatch (or Grafana Pyroscope) server.
+//!
+//! - [`sample`]: perf events, ring-buffer records, processes and modules,
+//!   and the sampling loop ([`sample::Sampler`]).
+//! - [`unwind`]: framehop over memory-mapped `.eh_frame` sections.
+//! - [`aggregate`]: stacks summed per series, process and thread.
+//! - [`symbolize`]: blazesym, kallsyms, perf maps, the vDSO.
+//! - [`labels`]: series labels from `/proc`, cgroups and container runtimes.
+//! - [`pprof`]: the pprof messages, with `pid` and `thread_name` sample labels.
+//! - [`ship`]: the bounded buffer, retries, and the native and Pyroscope protocols.
+//! - [`Agent`]: the three threads wired together; [`Config`]: what can be set.
 //!
 //! Depends on `firewatch-profile` for the profile model; never on the
 //! server's dependencies (no axum, sqlx or inferno in the agent binary).
+
+mod agent;
+pub mod aggregate;
+pub mod config;
+mod error;
+pub mod labels;
+pub mod metrics;
+pub mod pprof;
+pub mod sample;
+pub mod ship;
+pub mod symbolize;
+pub mod unwind;
+
+pub use agent::Agent;
+pub use config::Config;
+pub use error::{Error, Result};

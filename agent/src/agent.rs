@@ -1,0 +1,254 @@
+//! The running agent: a sampling thread, a processing thread and a sender.
+//!
+//! The sampling thread only drains ring buffers and cuts a window every
+//! upload interval; the processing thread symbolizes windows, builds and
+//! compresses one pprof per series and hands them to the shipper (and the
+//! dump directory). Aggregates travel back to the sampling thread for reuse.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::aggregate::Aggregate;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::{CpuCheck, Metrics, Snapshot, own_rss_bytes};
+use crate::pprof;
+use crate::sample::{Sampler, Window};
+use crate::ship::{self, Protocol, ShipConfig, Shipper};
+use crate::symbolize::Symbolizer;
+
+/// Longest time the sampling loop sleeps between two drains.
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// A running agent. Dropping it stops it without waiting for delivery;
+/// [`Agent::stop`] flushes first.
+pub struct Agent {
+    stop: Arc<AtomicBool>,
+    sampler: Option<JoinHandle<()>>,
+    processor: Option<JoinHandle<Option<Shipper>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Agent {
+    /// Validates the configuration, opens the perf events (failing here if
+    /// permission is missing) and starts the threads.
+    pub fn start(config: Config) -> Result<Agent> {
+        config.validate()?;
+        if let Some(dir) = &config.dump_dir {
+            std::fs::create_dir_all(dir).map_err(|source| Error::File {
+                what: "cannot create the dump directory",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let shipper = if config.no_ship {
+            None
+        } else {
+            Some(Shipper::start(
+                ShipConfig::from_config(&config)?,
+                Arc::clone(&metrics),
+            )?)
+        };
+        let sampler = Sampler::open(&config, Arc::clone(&metrics))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (windows_tx, windows_rx) = sync_channel::<Window>(2);
+        let (recycle_tx, recycle_rx) = sync_channel::<Aggregate>(2);
+
+        let processor = {
+            let (config, metrics) = (config.clone(), Arc::clone(&metrics));
+            spawn("fw-process", "processing", move || {
+                process_loop(&config, &metrics, shipper, &windows_rx, &recycle_tx)
+            })?
+        };
+        let sampler = {
+            let (stop, interval) = (Arc::clone(&stop), config.upload_interval);
+            spawn("fw-sample", "sampling", move || {
+                sample_loop(sampler, interval, &stop, &windows_tx, &recycle_rx);
+            })?
+        };
+        Ok(Agent {
+            stop,
+            sampler: Some(sampler),
+            processor: Some(processor),
+            metrics,
+        })
+    }
+
+    /// The agent's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Stops sampling, ships the last window and waits up to `grace` for
+    /// delivery of what is buffered. Returns the final counters.
+    pub fn stop(mut self, grace: Duration) -> Snapshot {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.sampler.take() {
+            let _ = t.join();
+        }
+        let shipper = self.processor.take().and_then(|t| t.join().ok()).flatten();
+        if let Some(shipper) = shipper {
+            let left = shipper.close(grace);
+            if left > 0 {
+                tracing::warn!(profiles = left, "stopping with profiles not delivered");
+            }
+        }
+        self.metrics.snapshot()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.sampler.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.processor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    thread: &str,
+    name: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(f)
+        .map_err(|source| Error::Thread { name, source })
+}
+
+fn sample_loop(
+    mut sampler: Sampler,
+    interval: Duration,
+    stop: &AtomicBool,
+    windows: &SyncSender<Window>,
+    recycled: &Receiver<Aggregate>,
+) {
+    let mut window_end = Instant::now() + interval;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping {
+            sampler.disable();
+        } else {
+            let now = Instant::now();
+            sampler.wait(window_end.saturating_duration_since(now).min(MAX_POLL));
+        }
+        sampler.drain();
+        if let Ok(agg) = recycled.try_recv() {
+            sampler.recycle(agg);
+        }
+        let now = Instant::now();
+        if stopping || now >= window_end {
+            window_end += interval;
+            if window_end < now {
+                window_end = now + interval;
+            }
+            // Blocks if the processing thread is two windows behind: the
+            // ring buffers then fill and the kernel counts what is lost.
+            if windows.send(sampler.cut_window()).is_err() || stopping {
+                return;
+            }
+        }
+    }
+}
+
+fn process_loop(
+    config: &Config,
+    metrics: &Metrics,
+    shipper: Option<Shipper>,
+    windows: &Receiver<Window>,
+    recycle: &SyncSender<Aggregate>,
+) -> Option<Shipper> {
+    let mut symbolizer = Symbolizer::new(1 << 20, config.max_debug_info_bytes);
+    let mut cpu = CpuCheck::new(config.cpu_budget_percent);
+    let protocol = if config.pyroscope {
+        Protocol::Pyroscope
+    } else {
+        Protocol::Native
+    };
+    let mut dump_seq = 0u64;
+    for window in windows {
+        let names = symbolizer.symbolize(&window);
+        let profiles = pprof::build(&window, &names, config.sample_labels);
+        let samples: u64 = profiles.iter().map(|p| p.samples).sum();
+        Metrics::add(&metrics.profiles_built, profiles.len() as u64);
+        for p in &profiles {
+            if let Some(dir) = &config.dump_dir {
+                dump_seq += 1;
+                dump(dir, p, dump_seq);
+            }
+            if let Some(shipper) = &shipper {
+                match ship::encode_payload(Arc::clone(&p.labels), &p.profile, protocol) {
+                    Ok(payload) => shipper.submit(payload),
+                    Err(e) => tracing::error!(error = %e, "cannot encode a profile"),
+                }
+            }
+        }
+        let _ = recycle.try_send(window.agg);
+        let cpu_percent = cpu.check();
+        let mut rss = own_rss_bytes().unwrap_or(0);
+        if rss > config.memory_budget_bytes / 2 {
+            symbolizer.evict_idle_files();
+            rss = own_rss_bytes().unwrap_or(0);
+        }
+        if rss > config.memory_budget_bytes {
+            symbolizer.reset();
+            Metrics::add(&metrics.cache_resets, 1);
+            tracing::warn!(
+                rss,
+                budget = config.memory_budget_bytes,
+                "over the memory budget: dropped the symbol caches"
+            );
+        }
+        let m = metrics.snapshot();
+        let pending = shipper.as_ref().map(|s| s.pending().0).unwrap_or(0);
+        tracing::info!(
+            samples,
+            profiles = profiles.len(),
+            lost = m.samples_lost,
+            truncated = m.stacks_truncated,
+            delivered = m.profiles_delivered,
+            rejected = m.profiles_rejected,
+            dropped = m.profiles_dropped,
+            pending,
+            cpu_percent = format_args!("{cpu_percent:.2}"),
+            rss_mib = rss >> 20,
+            "window shipped"
+        );
+    }
+    shipper
+}
+
+fn dump(dir: &Path, p: &pprof::SeriesProfile, seq: u64) {
+    let service = p
+        .labels
+        .iter()
+        .find(|(k, _)| k == "service_name")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("unknown");
+    let safe: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{}-{seq}-{safe}.pb.zst", p.profile.time_nanos));
+    let result = firewatch_profile::zstd(&firewatch_profile::pprof::encode(&p.profile), 3)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|bytes| std::fs::write(&path, bytes));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write a profile");
+    }
+}

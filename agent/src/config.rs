@@ -1,0 +1,429 @@
+//! The agent's configuration: defaults, the TOML file, and validation.
+//!
+//! Command-line flags (in the binary) override the file; [`Config::validate`]
+//! checks the result once, so the rest of the agent trusts it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// Everything the agent can be told. `Default` gives the documented defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Base URL of the server, e.g. `http://127.0.0.1:4040`.
+    pub server: String,
+    /// Push to a Grafana Pyroscope server (push API) instead of Firewatch's native ingest.
+    pub pyroscope: bool,
+    /// Sampling frequency per CPU, in Hz (default 99: odd, to avoid lock-step with periodic work).
+    pub frequency: u32,
+    /// How often profiles are cut and shipped (default 10 s).
+    #[serde(deserialize_with = "de_duration")]
+    pub upload_interval: Duration,
+    /// Record kernel stacks (default true).
+    pub kernel_stacks: bool,
+    /// Attach `pid` and `thread_name` labels to every pprof sample (default true).
+    pub sample_labels: bool,
+    /// Which processes to profile; empty means every process.
+    pub targets: Targets,
+    /// Static series labels added to every profile.
+    pub labels: BTreeMap<String, String>,
+    /// Rules naming the service of matching processes; the first match wins.
+    pub services: Vec<ServiceRule>,
+    /// The `host` label (default: the machine's host name).
+    pub host: Option<String>,
+    /// Tenant, sent as `X-Scope-OrgID`.
+    pub tenant: Option<String>,
+    /// Bearer token sent as `Authorization`.
+    pub token: Option<String>,
+    /// File holding the bearer token (read once at start, trimmed).
+    pub token_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for `https` servers (default: the bundled roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Bound of the buffer of profiles not yet delivered, in bytes (default 64 MiB).
+    pub buffer_bytes: usize,
+    /// First retry delay after a failed delivery (default 500 ms); doubles up to `retry_max`.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_min: Duration,
+    /// Longest retry delay (default 5 min).
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_max: Duration,
+    /// Timeout of one delivery request (default 30 s).
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Bytes of user stack copied per sample for unwinding (default 32 KiB, at most 60 KiB).
+    pub stack_bytes: u32,
+    /// Ring buffer per CPU in bytes (a power of two); 0 sizes it from frequency and stack size.
+    pub ring_buffer_bytes: usize,
+    /// Write every profile as a `.pb.zst` file into this directory as well.
+    pub dump_dir: Option<PathBuf>,
+    /// Do not ship; only write to `dump_dir` (default false).
+    pub no_ship: bool,
+    /// CPU the agent may use, in percent of one core, before it logs a warning (default 1).
+    pub cpu_budget_percent: f64,
+    /// Resident memory above which caches are dropped, in bytes (default 100 MiB).
+    pub memory_budget_bytes: u64,
+    /// Distinct frames kept per upload interval before new stacks are folded (default 4 M).
+    pub max_frames_per_window: usize,
+    /// Files with more DWARF than this (uncompressed bytes) are named from
+    /// their symbol table only (default 48 MiB): debug builds carry hundreds
+    /// of MiB that would blow the memory budget.
+    pub max_debug_info_bytes: u64,
+}
+
+/// Which processes are profiled. A process is profiled when it matches any
+/// entry; with no entry at all, every process is.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Targets {
+    /// Process ids.
+    pub pids: Vec<u32>,
+    /// Executable names (basename of `/proc/PID/exe`); `*` matches any run of characters.
+    pub executables: Vec<String>,
+    /// Substrings of the process's cgroup path (e.g. `docker-`, `nginx.service`).
+    pub cgroups: Vec<String>,
+}
+
+impl Targets {
+    /// True when no target is given, i.e. every process is profiled.
+    pub fn is_all(&self) -> bool {
+        self.pids.is_empty() && self.executables.is_empty() && self.cgroups.is_empty()
+    }
+
+    /// True when only pids are given, so matching needs no `/proc` read.
+    pub fn pids_only(&self) -> bool {
+        self.executables.is_empty() && self.cgroups.is_empty()
+    }
+}
+
+/// Names the service of processes matching every given condition.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRule {
+    /// The `service_name` to use.
+    pub service_name: String,
+    /// Executable name pattern (`*` wildcards).
+    #[serde(default)]
+    pub exe: Option<String>,
+    /// Substring of the cgroup path.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: "http://127.0.0.1:4040".to_owned(),
+            pyroscope: false,
+            frequency: 99,
+            upload_interval: Duration::from_secs(10),
+            kernel_stacks: true,
+            sample_labels: true,
+            targets: Targets::default(),
+            labels: BTreeMap::new(),
+            services: Vec::new(),
+            host: None,
+            tenant: None,
+            token: None,
+            token_file: None,
+            tls_ca_file: None,
+            buffer_bytes: 64 << 20,
+            retry_min: Duration::from_millis(500),
+            retry_max: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            stack_bytes: 32 << 10,
+            ring_buffer_bytes: 0,
+            dump_dir: None,
+            no_ship: false,
+            cpu_budget_percent: 1.0,
+            memory_budget_bytes: 100 << 20,
+            max_frames_per_window: 4 << 20,
+            max_debug_info_bytes: 48 << 20,
+        }
+    }
+}
+
+/// Labels the agent sets itself; the configuration may not override them.
+const RESERVED_LABELS: &[&str] = &["__name__"];
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            Error::Config(message) => Error::ConfigParse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_owned()))
+    }
+
+    /// Checks every value; the agent calls this once before starting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if !(1..=10_000).contains(&self.frequency) {
+            return bad(format!(
+                "frequency must be 1..=10000 Hz, not {}",
+                self.frequency
+            ));
+        }
+        if self.upload_interval < Duration::from_millis(100) {
+            return bad("upload_interval must be at least 100ms".to_owned());
+        }
+        if !self.no_ship {
+            let scheme_ok =
+                self.server.starts_with("http://") || self.server.starts_with("https://");
+            if !scheme_ok {
+                return bad(format!(
+                    "server must be an http:// or https:// URL, not {:?}",
+                    self.server
+                ));
+            }
+        } else if self.dump_dir.is_none() {
+            return bad("no_ship needs dump_dir: profiles would go nowhere".to_owned());
+        }
+        if self.stack_bytes < 1024
+            || self.stack_bytes > 60 << 10
+            || !self.stack_bytes.is_multiple_of(8)
+        {
+            return bad(format!(
+                "stack_bytes must be a multiple of 8 within 1024..=61440, not {}",
+                self.stack_bytes
+            ));
+        }
+        if self.ring_buffer_bytes != 0
+            && (!self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 64 << 10)
+        {
+            return bad(format!(
+                "ring_buffer_bytes must be 0 (automatic) or a power of two of at least 64 KiB, not {}",
+                self.ring_buffer_bytes
+            ));
+        }
+        if self.buffer_bytes < 64 << 10 {
+            return bad("buffer_bytes must be at least 64 KiB".to_owned());
+        }
+        if self.retry_min.is_zero() || self.retry_max < self.retry_min {
+            return bad("retry_min must be positive and at most retry_max".to_owned());
+        }
+        for (name, value) in &self.labels {
+            check_label(name, value)?;
+            if RESERVED_LABELS.contains(&name.as_str()) {
+                return bad(format!("label {name:?} is reserved"));
+            }
+        }
+        for rule in &self.services {
+            check_label("service_name", &rule.service_name)?;
+            if rule.exe.is_none() && rule.cgroup.is_none() {
+                return bad(format!(
+                    "service rule {:?} needs `exe` or `cgroup`",
+                    rule.service_name
+                ));
+            }
+        }
+        if let Some(host) = &self.host {
+            check_label("host", host)?;
+        }
+        Ok(())
+    }
+
+    /// The ring buffer size per CPU: the configured one, or enough for half a
+    /// second of samples with their stack copies (at least 512 KiB, at most 32 MiB).
+    pub fn ring_buffer_size(&self) -> usize {
+        if self.ring_buffer_bytes != 0 {
+            return self.ring_buffer_bytes;
+        }
+        let per_sample = self.stack_bytes as usize + 2048;
+        let want = per_sample * self.frequency as usize / 2;
+        want.clamp(512 << 10, 32 << 20).next_power_of_two()
+    }
+
+    /// The bearer token, from `token` or `token_file`.
+    pub fn bearer_token(&self) -> Result<Option<String>> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        match &self.token_file {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(t.trim().to_owned()))
+                .map_err(|source| Error::File {
+                    what: "cannot read the token file",
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+}
+
+/// Checks a series label: name matching `[a-zA-Z_][a-zA-Z0-9_]*`, value non-empty.
+pub fn check_label(name: &str, value: &str) -> Result<()> {
+    if !is_label_name(name) {
+        return Err(Error::Config(format!(
+            "label name {name:?} must match [a-zA-Z_][a-zA-Z0-9_]*"
+        )));
+    }
+    if value.is_empty() {
+        return Err(Error::Config(format!("label {name:?} has an empty value")));
+    }
+    Ok(())
+}
+
+/// True for names matching `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h`, or a bare number of seconds (`2.5`).
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| Error::Config(format!("invalid duration {text:?}")))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(Error::Config(format!(
+                "invalid duration unit {other:?} in {text:?} (use ms, s, m or h)"
+            )));
+        }
+    };
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
+        return Err(Error::Config(format!("duration {text:?} out of range")));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(f64),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Text(t) => t,
+        Raw::Seconds(s) => s.to_string(),
+    };
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Matches `text` against a pattern where `*` stands for any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("1.5").ok(),
+            Some(Duration::from_millis(1500))
+        );
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c = Config::from_toml(
+            "server = \"http://x:1\"\nfrequency = 199\nupload_interval = \"2s\"\n\
+             [labels]\nenv = \"prod\"\n[targets]\nexecutables = [\"nginx*\"]\n\
+             [[services]]\nservice_name = \"web\"\nexe = \"nginx\"\n",
+        )
+        .expect("valid config");
+        assert_eq!(c.frequency, 199);
+        assert_eq!(c.upload_interval, Duration::from_secs(2));
+        assert_eq!(c.labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(c.targets.executables, vec!["nginx*".to_owned()]);
+        assert!(c.validate().is_ok());
+        let err = Config::from_toml("frequncy = 3").expect_err("typo must be refused");
+        assert!(err.to_string().contains("frequncy"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        let c = Config {
+            frequency: 0,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .expect_err("0 Hz")
+                .to_string()
+                .contains("frequency")
+        );
+        let mut c = Config::default();
+        c.labels.insert("bad-name".into(), "x".into());
+        assert!(
+            c.validate()
+                .expect_err("label")
+                .to_string()
+                .contains("bad-name")
+        );
+    }
+
+    #[test]
+    fn ring_buffer_is_a_power_of_two_sized_for_the_stack_copies() {
+        let c = Config::default();
+        let size = c.ring_buffer_size();
+        assert!(size.is_power_of_two());
+        assert!(size >= 99 * 32 * 1024 / 4);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("nginx", "nginx"));
+        assert!(!glob_match("nginx", "nginx2"));
+        assert!(glob_match("nginx*", "nginx: worker"));
+        assert!(glob_match("*python*", "python3.11"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("*", ""));
+    }
+}

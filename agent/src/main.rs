@@ -1,0 +1,242 @@
+//! `firewatch-agent`: profiles every process on the host and ships the
+//! profiles to a Firewatch (or Pyroscope) server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use firewatch_agent::config::{Config, parse_duration};
+use firewatch_agent::{Agent, Error};
+
+/// Samples the CPU stacks of every process with perf events and ships one
+/// pprof per service every upload interval. Flags override the config file.
+#[derive(Parser, Debug)]
+#[command(name = "firewatch-agent", version)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Server base URL (default http://127.0.0.1:4040).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Push to a Grafana Pyroscope server's push API instead.
+    #[arg(long)]
+    pyroscope: bool,
+    /// Samples per second per CPU (default 99).
+    #[arg(long, value_name = "HZ")]
+    frequency: Option<u32>,
+    /// How often profiles are shipped, e.g. 10s (default).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    upload_interval: Option<Duration>,
+    /// Profile only this process (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Profile only executables with this name; `*` wildcards (repeatable).
+    #[arg(long = "exe", value_name = "PATTERN")]
+    executables: Vec<String>,
+    /// Profile only processes whose cgroup path contains this (repeatable).
+    #[arg(long = "cgroup", value_name = "TEXT")]
+    cgroups: Vec<String>,
+    /// Add a series label to every profile (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
+    labels: Vec<(String, String)>,
+    /// The `host` label (default: the host name).
+    #[arg(long)]
+    host: Option<String>,
+    /// Do not record kernel stacks.
+    #[arg(long)]
+    no_kernel_stacks: bool,
+    /// Do not attach `pid` and `thread_name` to samples.
+    #[arg(long)]
+    no_sample_labels: bool,
+    /// Tenant, sent as X-Scope-OrgID.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// File holding a bearer token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for https.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// Bound of the buffer of undelivered profiles, e.g. 64MiB (default).
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    buffer_size: Option<usize>,
+    /// Also write every profile as a zstd pprof file into this directory.
+    #[arg(long, value_name = "DIR")]
+    dump_dir: Option<PathBuf>,
+    /// Do not ship (with --dump-dir: only write files).
+    #[arg(long)]
+    no_ship: bool,
+    /// Stop after this long (default: run until SIGINT or SIGTERM).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    duration: Option<Duration>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mul: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?} (use K, M or G)")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn config_from(args: &Args) -> Result<Config> {
+    let mut c = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = &args.server {
+        c.server.clone_from(v);
+    }
+    c.pyroscope |= args.pyroscope;
+    if let Some(v) = args.frequency {
+        c.frequency = v;
+    }
+    if let Some(v) = args.upload_interval {
+        c.upload_interval = v;
+    }
+    c.targets.pids.extend(&args.pids);
+    c.targets
+        .executables
+        .extend(args.executables.iter().cloned());
+    c.targets.cgroups.extend(args.cgroups.iter().cloned());
+    c.labels.extend(args.labels.iter().cloned());
+    if args.host.is_some() {
+        c.host.clone_from(&args.host);
+    }
+    c.kernel_stacks &= !args.no_kernel_stacks;
+    c.sample_labels &= !args.no_sample_labels;
+    if args.tenant.is_some() {
+        c.tenant.clone_from(&args.tenant);
+    }
+    if args.token_file.is_some() {
+        c.token_file.clone_from(&args.token_file);
+    }
+    if args.tls_ca_file.is_some() {
+        c.tls_ca_file.clone_from(&args.tls_ca_file);
+    }
+    if let Some(v) = args.buffer_size {
+        c.buffer_bytes = v;
+    }
+    if args.dump_dir.is_some() {
+        c.dump_dir.clone_from(&args.dump_dir);
+    }
+    c.no_ship |= args.no_ship;
+    c.validate()?;
+    Ok(c)
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to and read from the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let config = config_from(&args)?;
+    raise_fd_limit();
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    tracing::info!(
+        server = %config.server,
+        frequency = config.frequency,
+        interval = ?config.upload_interval,
+        pyroscope = config.pyroscope,
+        "starting"
+    );
+    let agent = match Agent::start(config) {
+        Ok(a) => a,
+        Err(e @ Error::PerfPermission { .. }) => bail!("{e}"),
+        Err(e) => return Err(e).context("cannot start the agent"),
+    };
+    let started = Instant::now();
+    while !STOP.load(Ordering::Relaxed) {
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = agent.stop(Duration::from_secs(10));
+    let cpu = firewatch_agent::metrics::own_cpu_time().unwrap_or_default();
+    tracing::info!(
+        cpu_seconds = format_args!("{:.3}", cpu.as_secs_f64()),
+        rss_peak_kib = peak_rss_kib(),
+        samples = m.samples,
+        lost = m.samples_lost,
+        profiles = m.profiles_built,
+        delivered = m.profiles_delivered,
+        rejected = m.profiles_rejected,
+        dropped = m.profiles_dropped,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Peak resident memory (`VmHWM`) in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("firewatch-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The agent's own counters, and its CPU and memory self-check.
+//!
+//! Counters are relaxed atomics: cheap to bump from the sampling loop, read
+//! by the log line each interval and by [`Metrics::snapshot`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Counters shared by the agent's threads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Samples read from the ring buffers.
+    pub samples: AtomicU64,
+    /// Samples of processes the targets exclude.
+    pub samples_skipped: AtomicU64,
+    /// Samples the kernel reported lost (ring buffer full).
+    pub samples_lost: AtomicU64,
+    /// User stacks that did not unwind to the thread's entry.
+    pub stacks_truncated: AtomicU64,
+    /// Samples folded into the "stack table full" marker.
+    pub stacks_folded: AtomicU64,
+    /// Records that could not be parsed.
+    pub records_malformed: AtomicU64,
+    /// Profiles built (one per series per interval).
+    pub profiles_built: AtomicU64,
+    /// Profiles accepted by the server.
+    pub profiles_delivered: AtomicU64,
+    /// Profiles the server refused with a 4xx (not retried).
+    pub profiles_rejected: AtomicU64,
+    /// Profiles dropped because the buffer was full (oldest first).
+    pub profiles_dropped: AtomicU64,
+    /// Bytes of those dropped profiles.
+    pub bytes_dropped: AtomicU64,
+    /// Delivery attempts that failed and were retried.
+    pub send_retries: AtomicU64,
+    /// Times the symbol caches were dropped to stay under the memory budget.
+    pub cache_resets: AtomicU64,
+}
+
+/// A copy of every counter at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// See [`Metrics::samples`].
+    pub samples: u64,
+    /// See [`Metrics::samples_skipped`].
+    pub samples_skipped: u64,
+    /// See [`Metrics::samples_lost`].
+    pub samples_lost: u64,
+    /// See [`Metrics::stacks_truncated`].
+    pub stacks_truncated: u64,
+    /// See [`Metrics::stacks_folded`].
+    pub stacks_folded: u64,
+    /// See [`Metrics::records_malformed`].
+    pub records_malformed: u64,
+    /// See [`Metrics::profiles_built`].
+    pub profiles_built: u64,
+    /// See [`Metrics::profiles_delivered`].
+    pub profiles_delivered: u64,
+    /// See [`Metrics::profiles_rejected`].
+    pub profiles_rejected: u64,
+    /// See [`Metrics::profiles_dropped`].
+    pub profiles_dropped: u64,
+    /// See [`Metrics::bytes_dropped`].
+    pub bytes_dropped: u64,
+    /// See [`Metrics::send_retries`].
+    pub send_retries: u64,
+    /// See [`Metrics::cache_resets`].
+    pub cache_resets: u64,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            samples: r(&self.samples),
+            samples_skipped: r(&self.samples_skipped),
+            samples_lost: r(&self.samples_lost),
+            stacks_truncated: r(&self.stacks_truncated),
+            stacks_folded: r(&self.stacks_folded),
+            records_malformed: r(&self.records_malformed),
+            profiles_built: r(&self.profiles_built),
+            profiles_delivered: r(&self.profiles_delivered),
+            profiles_rejected: r(&self.profiles_rejected),
+            profiles_dropped: r(&self.profiles_dropped),
+            bytes_dropped: r(&self.bytes_dropped),
+            send_retries: r(&self.send_retries),
+            cache_resets: r(&self.cache_resets),
+        }
+    }
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat`.
+pub fn own_cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may contain spaces, in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+    Some(std::time::Duration::from_nanos(
+        (utime + stime).saturating_mul(1_000_000_000 / ticks),
+    ))
+}
+
+/// Resident memory of this process in bytes, from `/proc/self/statm`.
+pub fn own_rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    Some(pages * page)
+}
+
+/// Compares the agent's CPU use over each interval with its budget.
+pub struct CpuCheck {
+    last_cpu: std::time::Duration,
+    last_at: Instant,
+    budget_percent: f64,
+}
+
+impl CpuCheck {
+    /// Starts measuring now.
+    pub fn new(budget_percent: f64) -> CpuCheck {
+        CpuCheck {
+            last_cpu: own_cpu_time().unwrap_or_default(),
+            last_at: Instant::now(),
+            budget_percent,
+        }
+    }
+
+    /// CPU used since the last call, in percent of one core; logs a warning
+    /// when over budget.
+    pub fn check(&mut self) -> f64 {
+        let cpu = own_cpu_time().unwrap_or(self.last_cpu);
+        let now = Instant::now();
+        let wall = now.duration_since(self.last_at).as_secs_f64();
+        let used = cpu.saturating_sub(self.last_cpu).as_secs_f64();
+        self.last_cpu = cpu;
+        self.last_at = now;
+        let percent = if wall > 0.0 { used / wall * 100.0 } else { 0.0 };
+        if percent > self.budget_percent {
+            tracing::warn!(
+                cpu_percent = format_args!("{percent:.2}"),
+                budget_percent = self.budget_percent,
+                "the agent used more CPU than its budget over the last interval"
+            );
+        }
+        percent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_measurements_are_readable() {
+        assert!(own_rss_bytes().is_some_and(|b| b > 0));
+        assert!(own_cpu_time().is_some());
+        let m = Metrics::default();
+        Metrics::add(&m.samples, 3);
+        assert_eq!(m.snapshot().samples, 3);
+    }
+}

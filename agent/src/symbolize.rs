@@ -1,0 +1,459 @@
+//! Names for frames: blazesym for ELF files (symbols, DWARF file:line and
+//! inlined functions, demangled Rust and C++) and the kernel (kallsyms),
+//! `/tmp/perf-PID.map` for JIT code, and the vDSO's own symbol table.
+//!
+//! Runs on the processing thread, once per window, never in the sampling
+//! loop. Results are cached per (module, offset) across windows, so a busy
+//! host does not re-read debug information; blazesym caches parsed files by
+//! path. A frame no source can name keeps its module and offset
+//! (`libfoo.so+0x1a2b`); no frame is ever dropped.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use blazesym::MaybeDefault;
+use blazesym::symbolize::source::{Elf, Kernel, Source};
+use blazesym::symbolize::{Input, Symbolized};
+use hashbrown::{HashMap, HashSet};
+
+use crate::aggregate::{ANON, Frame, KERNEL, MARK_FULL, MARK_KERNEL, MARK_TRUNCATED, MARKER};
+use crate::sample::Window;
+use crate::sample::modules::ModuleInfo;
+
+/// One function of a frame: a frame with inlined calls has several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Function name (demangled), or `module+0xoffset`.
+    pub name: Arc<str>,
+    /// Source file, empty when unknown.
+    pub file: Arc<str>,
+    /// Line in `file`, 0 when unknown.
+    pub line: u32,
+}
+
+/// A named frame: its functions, innermost (inlined-most) first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// At least one line.
+    pub lines: Box<[Line]>,
+    /// False when no symbol source knew the address.
+    pub named: bool,
+}
+
+/// Names of one window's frames.
+pub struct WindowNames {
+    frames: HashMap<Frame, Arc<Resolved>>,
+    anon: HashMap<(u32, u64), Arc<Resolved>>,
+    unknown: Arc<Resolved>,
+}
+
+impl WindowNames {
+    /// The names of a frame seen in process `pid`.
+    pub fn get(&self, pid: u32, frame: Frame) -> &Arc<Resolved> {
+        let found = if frame.module == ANON {
+            self.anon.get(&(pid, frame.addr))
+        } else {
+            self.frames.get(&frame)
+        };
+        found.unwrap_or(&self.unknown)
+    }
+}
+
+/// Turns frames into names, caching across windows.
+pub struct Symbolizer {
+    blaze: blazesym::symbolize::Symbolizer,
+    cache: HashMap<Frame, Arc<Resolved>>,
+    strings: HashSet<Arc<str>>,
+    max_entries: usize,
+    max_debug_bytes: u64,
+    // Files blazesym parsed, with the last window that needed them.
+    files: HashMap<PathBuf, u64>,
+    window: u64,
+}
+
+/// Windows after which a file no new frame needed is dropped from
+/// blazesym's cache (its frames stay named in ours).
+const IDLE_WINDOWS: u64 = 3;
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Symbolizer::new(1 << 20, 48 << 20)
+    }
+}
+
+impl Symbolizer {
+    /// A symbolizer whose cache holds at most `max_entries` frames, reading
+    /// DWARF only from files with at most `max_debug_bytes` of it (larger
+    /// ones are named from their symbol table: no file:line or inlining, but
+    /// bounded memory).
+    pub fn new(max_entries: usize, max_debug_bytes: u64) -> Symbolizer {
+        Symbolizer {
+            blaze: new_blaze(),
+            cache: HashMap::new(),
+            strings: HashSet::new(),
+            max_entries,
+            max_debug_bytes,
+            files: HashMap::new(),
+            window: 0,
+        }
+    }
+
+    /// Drops every cache (ours and blazesym's parsed files).
+    pub fn reset(&mut self) {
+        self.blaze = new_blaze();
+        self.cache = HashMap::new();
+        self.strings = HashSet::new();
+        self.files = HashMap::new();
+        release_free_memory();
+    }
+
+    /// Drops blazesym's parsed data of files no recent window needed; the
+    /// processing loop calls this when memory is above half its budget.
+    pub fn evict_idle_files(&mut self) {
+        let (window, mut evicted) = (self.window, 0);
+        let blaze = &mut self.blaze;
+        self.files.retain(|path, last| {
+            let keep = *last + IDLE_WINDOWS > window;
+            if !keep {
+                let _ = blaze.evict(&blazesym::symbolize::evict::Evict::Elf(
+                    blazesym::symbolize::evict::Elf::new(path.clone()),
+                ));
+                evicted += 1;
+            }
+            keep
+        });
+        if evicted > 0 {
+            release_free_memory();
+        }
+    }
+
+    /// Frames in the cache.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Names every frame of a window.
+    pub fn symbolize(&mut self, w: &Window) -> WindowNames {
+        if self.cache.len() > self.max_entries {
+            self.reset();
+        }
+        self.window += 1;
+        let mut wanted: HashSet<Frame> = HashSet::new();
+        let mut has_anon = false;
+        for f in w.agg.all_frames() {
+            if f.module == ANON {
+                has_anon = true;
+            } else if !self.cache.contains_key(f) {
+                wanted.insert(*f);
+            }
+        }
+        let mut by_module: HashMap<u32, Vec<u64>> = HashMap::new();
+        for f in wanted {
+            by_module.entry(f.module).or_default().push(f.addr);
+        }
+        for (module, mut addrs) in by_module {
+            addrs.sort_unstable();
+            let resolved = match module {
+                MARKER => addrs.iter().map(|&a| self.marker(a)).collect(),
+                KERNEL => self.kernel(&addrs),
+                _ => match w.modules.get(&module) {
+                    Some(info) => self.module(info, &addrs),
+                    None => addrs
+                        .iter()
+                        .map(|&a| Arc::new(self.unnamed("[unknown]", a)))
+                        .collect(),
+                },
+            };
+            for (addr, r) in addrs.into_iter().zip(resolved) {
+                self.cache.insert(Frame { module, addr }, r);
+            }
+        }
+
+        let mut frames = HashMap::new();
+        for f in w.agg.all_frames() {
+            if let Some(r) = self.cache.get(f) {
+                frames.entry(*f).or_insert_with(|| Arc::clone(r));
+            }
+        }
+        let anon = if has_anon {
+            self.anon(w)
+        } else {
+            HashMap::new()
+        };
+        WindowNames {
+            frames,
+            anon,
+            unknown: Arc::new(self.unnamed("[unknown]", 0)),
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(x) = self.strings.get(s) {
+            return Arc::clone(x);
+        }
+        let x: Arc<str> = Arc::from(s);
+        self.strings.insert(Arc::clone(&x));
+        x
+    }
+
+    fn resolved(&mut self, name: &str) -> Resolved {
+        let empty = self.intern("");
+        Resolved {
+            lines: Box::new([Line {
+                name: self.intern(name),
+                file: empty,
+                line: 0,
+            }]),
+            named: true,
+        }
+    }
+
+    fn unnamed(&mut self, module: &str, offset: u64) -> Resolved {
+        let mut name = String::with_capacity(module.len() + 20);
+        let _ = write!(name, "{module}+0x{offset:x}");
+        let mut r = self.resolved(&name);
+        r.named = false;
+        r
+    }
+
+    fn marker(&mut self, mark: u64) -> Arc<Resolved> {
+        let name = match mark {
+            MARK_TRUNCATED => "[truncated stack]",
+            MARK_KERNEL => "[kernel]",
+            MARK_FULL => "[stack table full]",
+            _ => "[unknown]",
+        };
+        Arc::new(self.resolved(name))
+    }
+
+    fn kernel(&mut self, addrs: &[u64]) -> Vec<Arc<Resolved>> {
+        let src = Source::Kernel(Kernel {
+            kallsyms: MaybeDefault::Default,
+            vmlinux: MaybeDefault::None,
+            kaslr_offset: None,
+            debug_syms: false,
+            ..Kernel::default()
+        });
+        self.blaze_resolved(&src, Input::AbsAddr(addrs), "[kernel.kallsyms]")
+    }
+
+    fn module(&mut self, info: &ModuleInfo, offsets: &[u64]) -> Vec<Arc<Resolved>> {
+        if let Some(vdso) = &info.vdso {
+            let symbols = vdso.function_symbols();
+            return offsets
+                .iter()
+                .map(|&off| {
+                    let svma = vdso.offset_to_svma(off);
+                    let i = symbols.partition_point(|s| s.0 <= svma);
+                    let hit = i
+                        .checked_sub(1)
+                        .and_then(|i| symbols.get(i))
+                        .filter(|s| s.1 == 0 || svma < s.0 + s.1);
+                    Arc::new(match hit {
+                        Some((_, _, name)) => self.resolved(name),
+                        None => self.unnamed(&info.name, off),
+                    })
+                })
+                .collect();
+        }
+        let Some(path) = info.readable_path() else {
+            return offsets
+                .iter()
+                .map(|&o| Arc::new(self.unnamed(&info.name, o)))
+                .collect();
+        };
+        self.files.insert(path.clone(), self.window);
+        let mut elf = Elf::new(&path);
+        elf.debug_syms = info
+            .debug_bytes
+            .get()
+            .is_none_or(|&b| b <= self.max_debug_bytes);
+        let with_dwarf = elf.debug_syms;
+        let mut lines = self.blaze_lines(&Source::Elf(elf), Input::FileOffset(offsets));
+        // Debug information built with line tables only (Rust's
+        // `line-tables-only`) names functions without their path; the symbol
+        // table has the full, demangled name of the outer function.
+        let unqualified = lines
+            .iter()
+            .flatten()
+            .filter_map(|l| l.last())
+            .any(|(name, _, _)| !name.contains("::"));
+        if unqualified && with_dwarf {
+            let mut elf_only = Elf::new(&path);
+            elf_only.debug_syms = false;
+            let symtab = self.blaze_lines(&Source::Elf(elf_only), Input::FileOffset(offsets));
+            for (l, t) in lines.iter_mut().zip(symtab) {
+                let Some((outer, _, _)) = t.and_then(|t| t.into_iter().last()) else {
+                    continue;
+                };
+                match l.as_mut().and_then(|l| l.last_mut()) {
+                    Some(last) if !last.0.contains("::") && outer.contains("::") => last.0 = outer,
+                    Some(_) => {}
+                    None => *l = Some(vec![(outer, String::new(), 0)]),
+                }
+            }
+        }
+        self.resolve_lines(offsets, lines, &info.name)
+    }
+
+    fn blaze_resolved(
+        &mut self,
+        src: &Source<'_>,
+        input: Input<&[u64]>,
+        module: &str,
+    ) -> Vec<Arc<Resolved>> {
+        let lines = self.blaze_lines(src, input);
+        self.resolve_lines(input.as_inner_ref(), lines, module)
+    }
+
+    /// blazesym's answers as owned (name, file, line) lists, innermost first,
+    /// one per address (`None` where it knows nothing).
+    fn blaze_lines(
+        &self,
+        src: &Source<'_>,
+        input: Input<&[u64]>,
+    ) -> Vec<Option<Vec<(String, String, u32)>>> {
+        let n = input.as_inner_ref().len();
+        match self.blaze.symbolize(src, input) {
+            Ok(results) => results.into_iter().map(lines_of).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "symbolization failed");
+                vec![None; n]
+            }
+        }
+    }
+
+    fn resolve_lines(
+        &mut self,
+        addrs: &[u64],
+        lines: Vec<Option<Vec<(String, String, u32)>>>,
+        module: &str,
+    ) -> Vec<Arc<Resolved>> {
+        addrs
+            .iter()
+            .zip(lines.into_iter().chain(std::iter::repeat(None)))
+            .map(|(&addr, lines)| {
+                Arc::new(match lines {
+                    Some(lines) if !lines.is_empty() => Resolved {
+                        lines: lines
+                            .iter()
+                            .map(|(n, f, l)| Line {
+                                name: self.intern(n),
+                                file: self.intern(f),
+                                line: *l,
+                            })
+                            .collect(),
+                        named: true,
+                    },
+                    _ => self.unnamed(module, addr),
+                })
+            })
+            .collect()
+    }
+
+    fn anon(&mut self, w: &Window) -> HashMap<(u32, u64), Arc<Resolved>> {
+        let mut wanted: HashSet<(u32, u64)> = HashSet::new();
+        for (key, _) in w.agg.iter() {
+            for f in w.agg.stack(key.stack) {
+                if f.module == ANON {
+                    wanted.insert((key.pid, f.addr));
+                }
+            }
+        }
+        let mut maps: HashMap<u32, Vec<(u64, u64, String)>> = HashMap::new();
+        let mut out = HashMap::new();
+        for (pid, addr) in wanted {
+            let map = maps.entry(pid).or_insert_with(|| read_perf_map(pid));
+            let i = map.partition_point(|e| e.0 <= addr);
+            let hit = i
+                .checked_sub(1)
+                .and_then(|i| map.get(i))
+                .filter(|e| addr < e.0.saturating_add(e.1))
+                .map(|e| e.2.clone());
+            let r = match hit {
+                Some(name) => self.resolved(&name),
+                None => self.unnamed("[anon]", addr),
+            };
+            out.insert((pid, addr), Arc::new(r));
+        }
+        out
+    }
+}
+
+/// Hands freed heap pages back to the system after caches were dropped.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the C allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn new_blaze() -> blazesym::symbolize::Symbolizer {
+    blazesym::symbolize::Symbolizer::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .enable_auto_reload(false)
+        .build()
+}
+
+/// A blazesym result as (name, file, line), innermost first.
+fn lines_of(s: Symbolized<'_>) -> Option<Vec<(String, String, u32)>> {
+    let sym = s.into_sym()?;
+    let file_of = |ci: Option<&blazesym::symbolize::CodeInfo<'_>>| {
+        ci.map(|c| {
+            (
+                c.to_path().to_string_lossy().into_owned(),
+                c.line.unwrap_or(0),
+            )
+        })
+        .unwrap_or_default()
+    };
+    // blazesym lists the outer function first, then the inlined chain.
+    let mut lines = Vec::with_capacity(1 + sym.inlined.len());
+    let (file, line) = file_of(sym.code_info.as_deref());
+    lines.push((sym.name.into_owned(), file, line));
+    for f in sym.inlined.iter() {
+        let (file, line) = file_of(f.code_info.as_ref());
+        lines.push((f.name.to_string(), file, line));
+    }
+    lines.reverse();
+    Some(lines)
+}
+
+/// Reads `/tmp/perf-PID.map` (as the process sees `/tmp`, then the host's):
+/// `START SIZE name` lines in hex, sorted by start.
+fn read_perf_map(pid: u32) -> Vec<(u64, u64, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/root/tmp/perf-{pid}.map"))
+        .or_else(|_| std::fs::read_to_string(format!("/tmp/perf-{pid}.map")))
+        .unwrap_or_default();
+    parse_perf_map(&text)
+}
+
+fn parse_perf_map(text: &str) -> Vec<(u64, u64, String)> {
+    let mut out: Vec<(u64, u64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let start = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
+            let size = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
+            Some((start, size, parts.next()?.trim().to_owned()))
+        })
+        .collect();
+    out.sort_by_key(|e| e.0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perf_maps_parse_and_sort() {
+        let m = parse_perf_map("7f0010 20 LazyCompile:foo\n7f0000 10 bar baz\nbad line\n");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0], (0x7f0000, 0x10, "bar baz".to_owned()));
+    }
+}

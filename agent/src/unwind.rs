@@ -1,0 +1,412 @@
+//! User-stack unwinding from the copy the kernel takes with each sample.
+//!
+//! Each executable file is memory-mapped once ([`ElfImage`]); its
+//! `.eh_frame`/`.eh_frame_hdr` sections are handed to framehop as slices of
+//! that mapping, never copied. Each process gets a framehop unwinder over
+//! its modules; addresses outside every module (JIT code, binaries without
+//! unwind tables) fall back to frame pointers. Unwinding itself allocates
+//! nothing: framehop runs with `MustNotAllocateDuringUnwind` and frames go
+//! to a caller-owned buffer.
+
+use std::fs::File;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, MustNotAllocateDuringUnwind, Unwinder as _};
+use object::read::elf::ElfFile64;
+use object::{Object, ObjectSection, ObjectSegment};
+
+/// framehop's unwinder for one process.
+pub type Unwinder = UnwinderX86_64<SectionBytes, MustNotAllocateDuringUnwind>;
+/// framehop's rule cache, shared by every process's unwinder.
+pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// The user registers the sampler asks the kernel for: BP, SP and IP
+/// (`PERF_REG_X86_BP`, `_SP`, `_IP`), in that order in each sample.
+pub const USER_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
+/// Number of registers in [`USER_REGS_MASK`].
+pub const USER_REGS_COUNT: usize = 3;
+/// Frames beyond this depth are cut and the stack marked truncated.
+pub const MAX_USER_FRAMES: usize = 256;
+
+/// The bytes of an ELF image: a read-only file mapping, or a copy (the vDSO).
+pub enum Backing {
+    /// A private read-only mapping of the file.
+    Map(memmap2::Mmap),
+    /// Bytes copied from memory.
+    Owned(Box<[u8]>),
+}
+
+impl Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Owned(b) => b,
+        }
+    }
+}
+
+/// A section of an [`ElfImage`], as framehop wants it: cheap to clone, derefs to bytes.
+#[derive(Clone)]
+pub struct SectionBytes {
+    backing: Arc<Backing>,
+    range: Range<usize>,
+}
+
+impl Deref for SectionBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.backing.get(self.range.clone()).unwrap_or(&[])
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Section {
+    svma: Range<u64>,
+    file: Range<usize>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LoadSegment {
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+    exec: bool,
+}
+
+/// Mappings start on page boundaries; segments need not.
+const PAGE: u64 = 4096;
+
+/// What the unwinder needs from one executable file, parsed once per file.
+pub struct ElfImage {
+    backing: Arc<Backing>,
+    eh_frame: Option<Section>,
+    eh_frame_hdr: Option<Section>,
+    debug_frame: Option<Section>,
+    got: Option<Range<u64>>,
+    text: Option<Range<u64>>,
+    segments: Vec<LoadSegment>,
+    /// The GNU build ID, if the file has one.
+    pub build_id: Option<Vec<u8>>,
+    /// Size of the DWARF sections, uncompressed.
+    pub debug_bytes: u64,
+}
+
+impl ElfImage {
+    /// Maps and parses a file; `None` if it is not a 64-bit ELF file.
+    pub fn from_file(file: &File) -> Option<ElfImage> {
+        // SAFETY: the mapping is read-only and private. A file truncated
+        // underneath us could fault; executables are replaced, not rewritten,
+        // by package managers and linkers, which is the risk every profiler
+        // and debugger reading mapped executables takes.
+        let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
+        ElfImage::parse(Arc::new(Backing::Map(map)))
+    }
+
+    /// Parses an image already in memory (the vDSO).
+    pub fn from_bytes(bytes: Box<[u8]>) -> Option<ElfImage> {
+        ElfImage::parse(Arc::new(Backing::Owned(bytes)))
+    }
+
+    fn parse(backing: Arc<Backing>) -> Option<ElfImage> {
+        let elf = ElfFile64::<object::Endianness>::parse(&**backing).ok()?;
+        let section = |name: &str| {
+            let s = elf.section_by_name(name)?;
+            let (offset, size) = s.file_range()?;
+            let start = usize::try_from(offset).ok()?;
+            let end = start.checked_add(usize::try_from(size).ok()?)?;
+            (end <= backing.len()).then_some(Section {
+                svma: s.address()..s.address().saturating_add(s.size()),
+                file: start..end,
+            })
+        };
+        let svma = |name: &str| {
+            elf.section_by_name(name)
+                .map(|s| s.address()..s.address().saturating_add(s.size()))
+        };
+        let segments = elf
+            .segments()
+            .map(|s| {
+                let (offset, filesz) = s.file_range();
+                let exec = match s.flags() {
+                    object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
+                    _ => false,
+                };
+                LoadSegment {
+                    offset,
+                    vaddr: s.address(),
+                    filesz,
+                    exec,
+                }
+            })
+            .collect();
+        let build_id = elf.build_id().ok().flatten().map(<[u8]>::to_vec);
+        let debug_bytes = elf
+            .sections()
+            .filter(|s| {
+                s.name()
+                    .is_ok_and(|n| n.starts_with(".debug_") || n.starts_with(".zdebug_"))
+            })
+            .map(|s| {
+                s.compressed_file_range()
+                    .map(|r| r.uncompressed_size)
+                    .unwrap_or_else(|_| s.size())
+            })
+            .fold(0u64, u64::saturating_add);
+        Some(ElfImage {
+            eh_frame: section(".eh_frame"),
+            eh_frame_hdr: section(".eh_frame_hdr"),
+            debug_frame: section(".debug_frame"),
+            got: svma(".got"),
+            text: svma(".text"),
+            segments,
+            build_id,
+            debug_bytes,
+            backing,
+        })
+    }
+
+    /// The image's bytes (for symbolizing the vDSO from memory).
+    pub fn bytes(&self) -> &[u8] {
+        &self.backing
+    }
+
+    /// The virtual address (as stated in the file) of a file offset.
+    pub fn offset_to_svma(&self, offset: u64) -> u64 {
+        self.segments
+            .iter()
+            .find(|s| offset >= s.offset && offset < s.offset.saturating_add(s.filesz))
+            .map(|s| s.vaddr.wrapping_add(offset - s.offset))
+            .unwrap_or(offset)
+    }
+
+    /// Function symbols (dynamic and static): start address, size, name;
+    /// sorted by address. Used for the vDSO, which has no file to hand to
+    /// the symbolizer.
+    pub fn function_symbols(&self) -> Vec<(u64, u64, String)> {
+        use object::{ObjectSymbol, SymbolKind};
+        let Ok(elf) = ElfFile64::<object::Endianness>::parse(&**self.backing) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(u64, u64, String)> = elf
+            .dynamic_symbols()
+            .chain(elf.symbols())
+            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .collect();
+        out.sort();
+        out.dedup_by_key(|s| s.0);
+        out
+    }
+
+    /// The load bias of a mapping of this file: the address where virtual
+    /// address 0 of the file would be, given the mapping's start and file offset.
+    pub fn bias(&self, start: u64, pgoff: u64) -> u64 {
+        // The segment this mapping was made for: its page-aligned file range
+        // covers `pgoff`; executable segments first, as the agent only
+        // tracks executable mappings.
+        let covers = |s: &&LoadSegment| {
+            pgoff >= s.offset & !(PAGE - 1) && pgoff < s.offset.saturating_add(s.filesz.max(1))
+        };
+        let segment = self
+            .segments
+            .iter()
+            .filter(covers)
+            .find(|s| s.exec)
+            .or_else(|| self.segments.iter().find(covers));
+        // Virtual address of the mapping's first byte; p_vaddr and p_offset
+        // are congruent modulo the page size, so this is exact.
+        let svma = match segment {
+            Some(s) => s.vaddr.wrapping_sub(s.offset).wrapping_add(pgoff),
+            None => pgoff,
+        };
+        start.wrapping_sub(svma)
+    }
+
+    /// A framehop module for a mapping `start..end` at file offset `pgoff`.
+    pub fn module(
+        &self,
+        name: &str,
+        start: u64,
+        end: u64,
+        pgoff: u64,
+    ) -> framehop::Module<SectionBytes> {
+        let bytes = |s: &Option<Section>| {
+            s.as_ref().map(|s| SectionBytes {
+                backing: Arc::clone(&self.backing),
+                range: s.file.clone(),
+            })
+        };
+        let info = ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma: self.text.clone(),
+            got_svma: self.got.clone(),
+            eh_frame_svma: self.eh_frame.as_ref().map(|s| s.svma.clone()),
+            eh_frame: bytes(&self.eh_frame),
+            eh_frame_hdr_svma: self.eh_frame_hdr.as_ref().map(|s| s.svma.clone()),
+            eh_frame_hdr: bytes(&self.eh_frame_hdr),
+            debug_frame: bytes(&self.debug_frame),
+            stubs_svma: None,
+            stub_helper_svma: None,
+            text: None,
+            unwind_info: None,
+            text_segment_svma: None,
+            text_segment: None,
+        };
+        framehop::Module::new(name.to_owned(), start..end, self.bias(start, pgoff), info)
+    }
+}
+
+/// Copies this process's vDSO: every process on the host maps the same image.
+pub fn read_own_vdso() -> Option<ElfImage> {
+    // SAFETY: getauxval has no preconditions.
+    let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
+    if base == 0 {
+        return None;
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
+    let (range, _) = line.split_once(' ')?;
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    if start != base || end <= start || end - start > 1 << 20 {
+        return None;
+    }
+    let len = usize::try_from(end - start).ok()?;
+    // SAFETY: [start, end) is the vDSO mapping of this process, readable for
+    // its whole lifetime, as /proc/self/maps and AT_SYSINFO_EHDR agree.
+    let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
+    ElfImage::from_bytes(bytes.to_vec().into_boxed_slice())
+}
+
+/// How an unwind ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The unwinder reached the root frame (the thread's entry).
+    Complete,
+    /// The unwinder stopped early: stack copy too short, missing unwind
+    /// information, or the depth limit.
+    Truncated,
+}
+
+/// Unwinds a user stack from the registers and stack copy of a sample,
+/// calling `frame` with each frame's lookup address (the IP, then each
+/// return address minus one), leaf first. Allocates nothing.
+pub fn unwind(
+    unwinder: &Unwinder,
+    cache: &mut UnwindCache,
+    regs: [u64; USER_REGS_COUNT],
+    stack: &[u8],
+    mut frame: impl FnMut(u64),
+) -> Ending {
+    let [bp, sp, ip] = regs;
+    let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        let offset = usize::try_from(addr.checked_sub(sp).ok_or(())?).map_err(|_| ())?;
+        let bytes = stack
+            .get(offset..offset.checked_add(8).ok_or(())?)
+            .ok_or(())?;
+        Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+    };
+    let mut frames = unwinder.iter_frames(
+        ip,
+        UnwindRegsX86_64::new(ip, sp, bp),
+        cache,
+        &mut read_stack,
+    );
+    for _ in 0..MAX_USER_FRAMES {
+        match frames.next() {
+            Ok(Some(address)) => frame(address.address_for_lookup()),
+            Ok(None) => return Ending::Complete,
+            Err(_) => return Ending::Truncated,
+        }
+    }
+    Ending::Truncated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_executable_parses_with_unwind_sections() {
+        let exe = std::env::current_exe().expect("current exe");
+        let file = File::open(exe).expect("open own executable");
+        let image = ElfImage::from_file(&file).expect("an ELF file");
+        assert!(image.eh_frame.is_some() && image.eh_frame_hdr.is_some());
+        assert!(!image.segments.is_empty());
+    }
+
+    #[test]
+    fn vdso_is_readable() {
+        let vdso = read_own_vdso().expect("a vDSO");
+        assert!(vdso.eh_frame.is_some());
+        assert_eq!(&vdso.bytes()[..4], b"\x7fELF");
+    }
+
+    #[test]
+    fn bias_of_a_typical_pie_text_mapping() {
+        let image = ElfImage {
+            backing: Arc::new(Backing::Owned(Box::new([]))),
+            eh_frame: None,
+            eh_frame_hdr: None,
+            debug_frame: None,
+            got: None,
+            text: None,
+            segments: vec![
+                LoadSegment {
+                    offset: 0,
+                    vaddr: 0,
+                    filesz: 0x1000,
+                    exec: false,
+                },
+                LoadSegment {
+                    offset: 0x1000,
+                    vaddr: 0x1000,
+                    filesz: 0x5000,
+                    exec: true,
+                },
+            ],
+            build_id: None,
+            debug_bytes: 0,
+        };
+        // Text mapped at 0x5555_5555_5000 from file offset 0x1000.
+        assert_eq!(image.bias(0x5555_5555_5000, 0x1000), 0x5555_5555_4000);
+    }
+
+    #[test]
+    fn bias_when_the_text_segment_is_not_page_aligned_in_the_file() {
+        // As rustc/lld lay out: r-- segment [0, 0x4b90), r-x segment at file
+        // offset 0x4b90, vaddr 0x5b90; the kernel maps it from page 0x4000.
+        let image = ElfImage {
+            backing: Arc::new(Backing::Owned(Box::new([]))),
+            eh_frame: None,
+            eh_frame_hdr: None,
+            debug_frame: None,
+            got: None,
+            text: None,
+            segments: vec![
+                LoadSegment {
+                    offset: 0,
+                    vaddr: 0,
+                    filesz: 0x4b90,
+                    exec: false,
+                },
+                LoadSegment {
+                    offset: 0x4b90,
+                    vaddr: 0x5b90,
+                    filesz: 0x9000,
+                    exec: true,
+                },
+            ],
+            build_id: None,
+            debug_bytes: 0,
+        };
+        let start = 0x5555_5555_9000;
+        let bias = image.bias(start, 0x4000);
+        // The byte at file offset 0x4b90 is at start + 0xb90 and has vaddr 0x5b90.
+        assert_eq!(start + 0xb90 - bias, 0x5b90);
+    }
+}

@@ -1,0 +1,283 @@
+//! Shared test helpers: ground-truth workloads (built at test time with gcc
+//! and rustc), reading the profiles an agent shipped, and bounded waits.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use firewatch_profile::Limits;
+use firewatch_profile::pprof::{decode, proto};
+
+const C_SOURCE: &str = include_str!("../data/workload.c");
+const RUST_SOURCE: &str = include_str!("../data/workload.rs");
+
+fn build_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("firewatch-agent-workloads");
+    std::fs::create_dir_all(&dir).expect("create the workload build directory");
+    dir
+}
+
+/// Builds `source` once per content: the output name carries a hash, and a
+/// build goes to a temporary name renamed into place, so concurrent test
+/// processes share one binary.
+fn build_once(name: &str, source: &str, build: impl FnOnce(&Path, &Path) -> Command) -> PathBuf {
+    let mut h = DefaultHasher::new();
+    source.hash(&mut h);
+    let out = build_dir().join(format!("{name}-{:016x}", h.finish()));
+    if out.exists() {
+        return out;
+    }
+    let ext = if name.starts_with("rust") { "rs" } else { "c" };
+    let src = build_dir().join(format!("{name}-{}.{ext}", std::process::id()));
+    std::fs::write(&src, source).expect("write workload source");
+    let tmp = build_dir().join(format!("{name}-{}.tmp", std::process::id()));
+    let status = build(&src, &tmp)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the compiler for {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    std::fs::rename(&tmp, &out).expect("move the workload into place");
+    let _ = std::fs::remove_file(&src);
+    out
+}
+
+/// The C workload: `-O2 -fomit-frame-pointer`, two threads, 75/25 split.
+pub fn c_workload() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build_once("c-workload", C_SOURCE, |src, out| {
+            let mut c = Command::new("gcc");
+            c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
+                .arg(src)
+                .arg("-o")
+                .arg(out);
+            c
+        })
+    })
+}
+
+/// The Rust workload: release, no frame pointers, line tables.
+pub fn rust_workload() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build_once("rust-workload", RUST_SOURCE, |src, out| {
+            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+            let mut c = Command::new(rustc);
+            c.args([
+                "--edition",
+                "2021",
+                "-O",
+                "-C",
+                "debuginfo=line-tables-only",
+                "-C",
+                "force-frame-pointers=no",
+                "--crate-name",
+                "fw_rust_workload",
+            ])
+            .arg(src)
+            .arg("-o")
+            .arg(out);
+            c
+        })
+    })
+}
+
+/// A running workload.
+pub struct Workload {
+    child: Option<Child>,
+}
+
+impl Workload {
+    /// Starts `path` for `seconds` of wall time.
+    pub fn start(path: &Path, seconds: f64) -> Workload {
+        let child = Command::new(path)
+            .arg(seconds.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        Workload { child: Some(child) }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Waits for it (at most `timeout`) and returns its own measurement:
+    /// (hot seconds, cold seconds).
+    pub fn finish(mut self, timeout: Duration) -> (f64, f64) {
+        let mut child = self.child.take().expect("running workload");
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("the workload did not finish within {timeout:?}");
+                }
+            }
+        }
+        let out = child.wait_with_output().expect("workload output");
+        assert!(out.status.success(), "workload failed: {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text
+            .split_whitespace()
+            .map(|s| s.parse::<f64>().unwrap_or(f64::NAN));
+        let (hot, cold) = (
+            parts.next().unwrap_or(f64::NAN),
+            parts.next().unwrap_or(f64::NAN),
+        );
+        assert!(hot > 0.0 && cold > 0.0, "workload printed {text:?}");
+        (hot, cold)
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One frame of a decoded sample.
+#[derive(Clone, Debug)]
+pub struct FrameInfo {
+    /// Function name.
+    pub name: String,
+    /// The mapping's file name.
+    pub module: String,
+}
+
+impl FrameInfo {
+    /// True when a symbol named it (not `module+0xoffset`).
+    pub fn named(&self) -> bool {
+        !self.name.contains("+0x")
+    }
+}
+
+/// One decoded sample.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// Frames, leaf first (inlined functions expanded).
+    pub frames: Vec<FrameInfo>,
+    /// `samples/count`.
+    pub samples: i64,
+    /// `pid` label.
+    pub pid: Option<i64>,
+    /// `thread_name` label.
+    pub thread: Option<String>,
+}
+
+impl Stack {
+    /// True when a frame has this exact name.
+    pub fn has(&self, name: &str) -> bool {
+        self.frames.iter().any(|f| f.name == name)
+    }
+}
+
+/// Decodes a zstd, gzip or raw pprof.
+pub fn decode_pprof(body: &[u8]) -> proto::Profile {
+    decode(body, &Limits::default()).expect("a valid pprof")
+}
+
+/// The samples of a pprof as stacks with names and labels.
+pub fn stacks(p: &proto::Profile) -> Vec<Stack> {
+    let s = |i: i64| {
+        p.string_table
+            .get(usize::try_from(i).unwrap_or(0))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let functions: std::collections::HashMap<u64, String> =
+        p.function.iter().map(|f| (f.id, s(f.name))).collect();
+    let mappings: std::collections::HashMap<u64, String> = p
+        .mapping
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                s(m.filename).rsplit('/').next().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let locations: std::collections::HashMap<u64, Vec<FrameInfo>> = p
+        .location
+        .iter()
+        .map(|l| {
+            let module = mappings.get(&l.mapping_id).cloned().unwrap_or_default();
+            let frames = l
+                .line
+                .iter()
+                .map(|line| FrameInfo {
+                    name: functions
+                        .get(&line.function_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                    module: module.clone(),
+                })
+                .collect();
+            (l.id, frames)
+        })
+        .collect();
+    p.sample
+        .iter()
+        .map(|sample| Stack {
+            frames: sample
+                .location_id
+                .iter()
+                .flat_map(|id| locations.get(id).cloned().unwrap_or_default())
+                .collect(),
+            samples: sample.value.first().copied().unwrap_or(0),
+            pid: sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "pid")
+                .map(|l| l.num),
+            thread: sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == "thread_name")
+                .map(|l| s(l.str)),
+        })
+        .collect()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Shares (percent) of samples whose stack holds `a`, and holds `b`, among
+/// samples holding either.
+pub fn split(stacks: &[Stack], a: &str, b: &str) -> (f64, f64, i64) {
+    let (mut na, mut nb) = (0i64, 0i64);
+    for s in stacks {
+        if s.has(a) {
+            na += s.samples;
+        } else if s.has(b) {
+            nb += s.samples;
+        }
+    }
+    let total = (na + nb).max(1) as f64;
+    (
+        na as f64 * 100.0 / total,
+        nb as f64 * 100.0 / total,
+        na + nb,
+    )
+}

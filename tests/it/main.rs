@@ -1,0 +1,5 @@
+//! End-to-end tests across crates, on loopback with real parts: the agent
+//! sampling a real workload with perf events (run as root), the server
+//! storing into a real SQLite file, queries over HTTP.
+
+mod agent_to_server;
