@@ -211,13 +211,9 @@ async fn run() {
         per_sec(n_ingest, decode)
     );
     println!(
-        "  ratio ingest(1/tx) / decode time: {:.2}   target >= 1,000 profiles/s: {}",
-        ingest.as_secs_f64() / decode.as_secs_f64(),
-        if per_sec(n_ingest, ingest) >= 1000.0 {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "  ratio ingest(1/tx) / decode time: {:.2} (one client in sequence is latency-bound; \
+         the 1,000 profiles/s target is measured over HTTP by the ingest_http bench)",
+        ingest.as_secs_f64() / decode.as_secs_f64()
     );
     println!(
         "storage after 24 h (86,400 profiles, {} events): {:.3} bytes/event at rest ({} bytes); \
