@@ -2,63 +2,12 @@
 //! between `fw_hot` and `fw_cold`), ships to a real server, and `/render`
 //! shows the workload's functions with their shares.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firewatch_agent::{Agent, Config};
-use firewatch_server::store::{Store, StoreOptions};
-use firewatch_server::{AppState, IngestLimits, app};
 
-const WORKLOAD_SOURCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../agent/tests/data/workload.c"
-);
-
-/// Builds the workload under a distinctive name: the agent names the
-/// service after the executable.
-fn build_workload(dir: &Path) -> PathBuf {
-    let out = dir.join("fw_e2e_workload");
-    let status = Command::new("gcc")
-        .args([
-            "-O2",
-            "-fomit-frame-pointer",
-            "-g",
-            "-pthread",
-            WORKLOAD_SOURCE,
-            "-o",
-        ])
-        .arg(&out)
-        .status()
-        .expect("gcc is needed to build the workload (Debian: build-essential)");
-    assert!(status.success(), "building the workload failed");
-    out
-}
-
-/// A server on a loopback port, storing into SQLite under `dir`.
-fn start_server(dir: &Path) -> (tokio::runtime::Runtime, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let url = format!("sqlite://{}/firewatch.db", dir.display());
-    let addr = runtime.block_on(async {
-        let store = Store::open(&url, StoreOptions::default())
-            .await
-            .expect("open store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let app = app(AppState::new(store, IngestLimits::default()));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        addr
-    });
-    (runtime, format!("http://{addr}"))
-}
+use crate::support::{Server, build_workload};
 
 /// Self value per frame name from folded text.
 fn self_values(folded: &str) -> std::collections::HashMap<String, i64> {
@@ -77,7 +26,8 @@ fn self_values(folded: &str) -> std::collections::HashMap<String, i64> {
 fn agent_ships_to_the_server_and_render_shows_the_workload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let workload = build_workload(dir.path());
-    let (_runtime, base) = start_server(dir.path());
+    let server = Server::start(&dir.path().join("firewatch.db"), 0);
+    let base = server.base.clone();
 
     let mut child = Command::new(&workload)
         .arg("4")

@@ -2,4 +2,7 @@
 //! sampling a real workload with perf events (run as root), the server
 //! storing into a real SQLite file, queries over HTTP.
 
+mod support;
+
 mod agent_to_server;
+mod outage;

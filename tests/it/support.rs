@@ -1,0 +1,102 @@
+//! A real server on loopback, in its own runtime so a test can stop it
+//! (every connection with it) and start another on the same port and file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use firewatch_server::store::{Store, StoreOptions};
+use firewatch_server::{AppState, IngestLimits, app};
+
+pub struct Server {
+    runtime: tokio::runtime::Runtime,
+    pub base: String,
+    pub store: Store,
+}
+
+impl Server {
+    /// Serves SQLite at `db` on `port` (0: any free port).
+    pub fn start(db: &Path, port: u16) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let url = format!("sqlite://{}", db.display());
+        let (store, addr) = runtime.block_on(async {
+            let store = Store::open(&url, StoreOptions::default())
+                .await
+                .expect("open store");
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            // The previous server's port may still have connections in TIME_WAIT.
+            socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+            socket
+                .bind(SocketAddr::from(([127, 0, 0, 1], port)))
+                .expect("bind");
+            let listener = socket.listen(128).expect("listen");
+            let addr = listener.local_addr().expect("address");
+            let app = app(AppState::new(store.clone(), IngestLimits::default()));
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            (store, addr)
+        });
+        Server {
+            runtime,
+            base: format!("http://{addr}"),
+            store,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops serving: the listener and every open connection go away.
+    pub fn stop(self) {
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// Builds the agent's C ground-truth workload under a distinctive name:
+/// the agent names the service after the executable.
+pub fn build_workload(dir: &Path) -> PathBuf {
+    let source = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../agent/tests/data/workload.c"
+    );
+    let out = dir.join("fw_e2e_workload");
+    let status = Command::new("gcc")
+        .args([
+            "-O2",
+            "-fomit-frame-pointer",
+            "-g",
+            "-pthread",
+            source,
+            "-o",
+        ])
+        .arg(&out)
+        .status()
+        .expect("gcc is needed to build the workload (Debian: build-essential)");
+    assert!(status.success(), "building the workload failed");
+    out
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
