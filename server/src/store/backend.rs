@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{Result, RetentionReport, StoreStats};
 
 /// A function row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct FunctionRow {
     pub id: i64,
     pub tenant_id: i64,
@@ -17,7 +17,7 @@ pub(crate) struct FunctionRow {
 }
 
 /// A series row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct SeriesRow {
     pub id: i64,
     pub tenant_id: i64,
@@ -27,9 +27,10 @@ pub(crate) struct SeriesRow {
 }
 
 /// A block's metadata (its payload is read separately).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct BlockMeta {
     pub series_id: i64,
+    #[sqlx(try_from = "i64")]
     pub tier: u8,
     pub start_ms: i64,
     pub end_ms: i64,
@@ -54,9 +55,10 @@ pub(crate) const SUMMED_COLUMNS: u32 = 4;
 /// A rollup window waiting to be (re)built. `version` counts the profiles
 /// that dirtied it, so a compactor only clears the mark it read: a profile
 /// landing while the rollup is built leaves it dirty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::FromRow)]
 pub(crate) struct Window {
     pub series_id: i64,
+    #[sqlx(try_from = "i64")]
     pub tier: u8,
     pub start_ms: i64,
     pub version: i64,

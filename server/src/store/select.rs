@@ -283,6 +283,8 @@ async fn to_profile(
         let mut profile = Profile::new(vec![sample_type.clone()]);
         let mut path = Vec::with_capacity(64);
         let mut frames = Vec::with_capacity(64);
+        // Dictionary id -> profile id: each name is hashed once, not once per frame.
+        let mut ids: FxHashMap<u32, firewatch_profile::FuncId> = FxHashMap::default();
         let mut complete = true;
         for &(leaf, v) in &leaves {
             if state.path(leaf, &mut path).is_none() {
@@ -291,14 +293,19 @@ async fn to_profile(
             }
             frames.clear();
             for &f in &path {
-                let (name, file, line) = match state.function(f) {
-                    Some(info) => (info.name, info.file, info.line),
+                let id = match ids.get(&f) {
+                    Some(&id) => id,
                     None => {
-                        complete = false;
-                        break;
+                        let Some(info) = state.function(f) else {
+                            complete = false;
+                            break;
+                        };
+                        let id = profile.intern_function(info.name, info.file, info.line);
+                        ids.insert(f, id);
+                        id
                     }
                 };
-                frames.push(profile.intern_function(name, file, line));
+                frames.push(id);
             }
             if !complete {
                 break;

@@ -24,21 +24,10 @@ macro_rules! sql_backend {
             }
 
             async fn functions(&self, after: i64) -> Result<Vec<FunctionRow>> {
-                let rows = sqlx::query("SELECT id, tenant_id, name, file, line FROM functions WHERE id > $1 ORDER BY id")
+                Ok(sqlx::query_as("SELECT id, tenant_id, name, file, line FROM functions WHERE id > $1 ORDER BY id")
                     .bind(after)
                     .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(FunctionRow {
-                            id: r.try_get("id")?,
-                            tenant_id: r.try_get("tenant_id")?,
-                            name: r.try_get("name")?,
-                            file: r.try_get("file")?,
-                            line: r.try_get("line")?,
-                        })
-                    })
-                    .collect()
+                    .await?)
             }
 
             async fn nodes(&self, after: i64) -> Result<Vec<(i64, i64, i64)>> {
@@ -49,27 +38,16 @@ macro_rules! sql_backend {
             }
 
             async fn series(&self, after: i64) -> Result<Vec<SeriesRow>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT id, tenant_id, labels, sample_types, period_type FROM series WHERE id > $1 ORDER BY id",
                 )
                 .bind(after)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(SeriesRow {
-                            id: r.try_get("id")?,
-                            tenant_id: r.try_get("tenant_id")?,
-                            labels: r.try_get("labels")?,
-                            sample_types: r.try_get("sample_types")?,
-                            period_type: r.try_get("period_type")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             async fn blocks(&self, series: &[i64], tier: u8, from_ms: i64, until_ms: i64) -> Result<Vec<BlockMeta>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     concat!("SELECT series_id, tier, start_ms, end_ms, id, profiles, totals FROM blocks \
                      WHERE series_id IN ", $ids, " AND tier = $2 \
                      AND start_ms >= $3 AND start_ms < $4"),
@@ -79,16 +57,7 @@ macro_rules! sql_backend {
                 .bind(from_ms)
                 .bind(until_ms)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(|r| -> Result<BlockMeta> { Ok(BlockMeta {
-                    series_id: r.try_get("series_id")?,
-                    tier: r.try_get::<i64, _>("tier")? as u8,
-                    start_ms: r.try_get("start_ms")?,
-                    end_ms: r.try_get("end_ms")?,
-                    id: r.try_get("id")?,
-                    profiles: r.try_get("profiles")?,
-                    totals: r.try_get("totals")?,
-                }) }).collect()
+                .await?)
             }
 
             async fn blobs(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
@@ -132,7 +101,7 @@ macro_rules! sql_backend {
             }
 
             async fn dirty_in(&self, series: &[i64], from_ms: i64, until_ms: i64) -> Result<Vec<Window>> {
-                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(concat!(
+                Ok(sqlx::query_as(concat!(
                     "SELECT series_id, tier, start_ms, version FROM dirty WHERE series_id IN ",
                     $ids,
                     " AND start_ms >= $2 AND start_ms < $3"
@@ -141,15 +110,11 @@ macro_rules! sql_backend {
                 .bind(from_ms)
                 .bind(until_ms)
                 .fetch_all(&self.pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(series_id, tier, start_ms, version)| Window { series_id, tier: tier as u8, start_ms, version })
-                    .collect())
+                .await?)
             }
 
             async fn dirty_ready(&self, ended_before_ms: i64, limit: i64) -> Result<Vec<Window>> {
-                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                Ok(sqlx::query_as(
                     "SELECT series_id, tier, start_ms, version FROM dirty \
                      WHERE start_ms + CASE tier WHEN 1 THEN 600000 WHEN 2 THEN 3600000 ELSE 86400000 END <= $1 \
                      ORDER BY tier, start_ms LIMIT $2",
@@ -157,11 +122,7 @@ macro_rules! sql_backend {
                 .bind(ended_before_ms)
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(series_id, tier, start_ms, version)| Window { series_id, tier: tier as u8, start_ms, version })
-                    .collect())
+                .await?)
             }
 
             async fn begin(&self) -> Result<Box<dyn Tx>> {
