@@ -1,11 +1,13 @@
 //! Firewatch's server: ingests profiles (native, Pyroscope push and legacy
 //! ingest), stores them in SQLite or PostgreSQL, and answers queries with
-//! flamegraphs, diffs and pprof exports.
+//! flamegraphs, diffs and pprof exports; it also keeps annotations (deploy
+//! markers) and serves the web UI.
 //!
 //! [`app`] builds the HTTP application over a [`Store`]; the binary
 //! (`src/main.rs`) adds configuration, background compaction and
 //! retention, and graceful shutdown. Tests drive [`app`] directly.
 
+pub mod annotate;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -14,12 +16,12 @@ pub mod query;
 pub mod selector;
 pub mod store;
 pub mod time;
+pub mod web;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, Uri};
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
@@ -43,8 +45,8 @@ impl AppState {
     }
 }
 
-/// The HTTP application: every route, with the body limit and request
-/// tracing.
+/// The HTTP application: every route, the web UI, the body limit and
+/// request tracing.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
@@ -52,7 +54,9 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(ingest::routes())
         .merge(query::routes())
-        .fallback(not_found)
+        .merge(annotate::routes())
+        // The UI's files, and the JSON 404 for every other path.
+        .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -76,8 +80,4 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
             READY_TIMEOUT.as_secs()
         ))),
     }
-}
-
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }

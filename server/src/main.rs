@@ -119,10 +119,11 @@ fn spawn_retention(
             }
             let cutoff = now_ms().saturating_sub(keep_ms);
             match store.apply_retention(cutoff).await {
-                Ok(report) if report.blocks > 0 => tracing::info!(
+                Ok(report) if report.blocks > 0 || report.annotations > 0 => tracing::info!(
                     blocks = report.blocks,
                     series = report.series,
                     dictionary_entries = report.dictionary_entries,
+                    annotations = report.annotations,
                     "retention deleted old data"
                 ),
                 Ok(_) => {}

@@ -6,3 +6,4 @@ mod support;
 
 mod agent_to_server;
 mod outage;
+mod ui;

@@ -155,7 +155,9 @@ pub fn check_labels(mut labels: Labels, limits: &IngestLimits) -> Result<Labels,
     Ok(labels)
 }
 
-fn truncated(s: &str) -> &str {
+/// At most the first 32 bytes of `s` (cut at a character boundary), for
+/// quoting a long name in a message.
+pub(crate) fn truncated(s: &str) -> &str {
     let mut end = s.len().min(32);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -26,6 +26,15 @@ pub(crate) struct SeriesRow {
     pub period_type: String,
 }
 
+/// An annotation row; `labels` is a JSON object.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct AnnotationRow {
+    pub id: i64,
+    pub time_ms: i64,
+    pub text: String,
+    pub labels: String,
+}
+
 /// A block's metadata (its payload is read separately).
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct BlockMeta {
@@ -99,11 +108,32 @@ pub(crate) trait Backend: Send + Sync {
     async fn dirty_ready(&self, ended_before_ms: i64, limit: i64) -> Result<Vec<Window>>;
     /// Starts the one write transaction.
     async fn begin(&self) -> Result<Box<dyn Tx>>;
-    /// Deletes blocks ending before `cutoff_ms` and series left without blocks;
-    /// returns their count and the ids of the deleted series.
+    /// Deletes blocks ending before `cutoff_ms`, series left without blocks
+    /// and annotations before `cutoff_ms`; returns their counts and the ids
+    /// of the deleted series.
     async fn delete_before(&self, cutoff_ms: i64) -> Result<(RetentionReport, Vec<i64>)>;
     /// Deletes stack nodes and functions not in these sets (sorted).
     async fn delete_dictionary_except(&self, nodes: &[i64], functions: &[i64]) -> Result<u64>;
+    /// Stores an annotation (`labels` a JSON object); returns its id.
+    async fn insert_annotation(
+        &self,
+        tenant: &str,
+        time_ms: i64,
+        text: &str,
+        labels: &str,
+    ) -> Result<i64>;
+    /// A tenant's annotations in `[from, until)` that come after `after`
+    /// in (time, id) order, in that order, at most `limit`: pages are
+    /// read by passing the last row's (time, id), starting from
+    /// `(from_ms, 0)` (ids start at 1).
+    async fn annotations(
+        &self,
+        tenant: &str,
+        from_ms: i64,
+        until_ms: i64,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<AnnotationRow>>;
     /// Size at rest and counts.
     async fn stats(&self) -> Result<StoreStats>;
     /// A trivial round trip.

@@ -14,6 +14,8 @@
 //!   rollup (tiers 1-3: 10 minutes, 1 hour, 1 day of a series merged), with
 //!   the block's value totals for timelines; the payload lives in `blobs`,
 //!   sorted stack ids and values per sample type as varints (`blob.rs`).
+//! - `annotations`: a tenant's marks on the timeline (time, text, labels),
+//!   read by the UI (`annotate.rs`).
 //! - `dirty`: rollup windows that need (re)building because a profile
 //!   landed in them; the compactor (`compact.rs`) clears them.
 //!
@@ -25,6 +27,7 @@
 //! narrow set of reads and one write transaction; everything above it is
 //! shared.
 
+mod annotate;
 mod backend;
 pub mod blob;
 mod compact;
@@ -41,6 +44,7 @@ use std::sync::Arc;
 use firewatch_profile::{Profile, SampleType};
 use thiserror::Error;
 
+pub use self::annotate::{Annotation, MAX_ANNOTATIONS, NewAnnotation, concerns};
 pub use crate::selector::Labels;
 use crate::selector::{Matcher, ProfileType};
 
@@ -69,6 +73,14 @@ pub enum StoreError {
     Corrupt {
         /// Block id.
         block: i64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A stored annotation could not be read back.
+    #[error("corrupt annotation {id}: {detail}")]
+    CorruptAnnotation {
+        /// Annotation id.
+        id: i64,
         /// What was wrong.
         detail: String,
     },
@@ -170,6 +182,8 @@ pub struct RetentionReport {
     pub series: u64,
     /// Dictionary entries (functions and stack nodes) no longer referenced, deleted.
     pub dictionary_entries: u64,
+    /// Annotations older than the cutoff, deleted.
+    pub annotations: u64,
 }
 
 /// The store: a backend plus the shared, in-memory dictionary and series index.
@@ -329,8 +343,9 @@ impl Store {
         compact::compact(&self.inner, now_ms).await
     }
 
-    /// Deletes every block that ends before `cutoff_ms`, then the series and
-    /// dictionary entries nothing references any more.
+    /// Deletes every block that ends before `cutoff_ms` and every annotation
+    /// before it, then the series and dictionary entries nothing references
+    /// any more.
     pub async fn apply_retention(&self, cutoff_ms: i64) -> Result<RetentionReport> {
         compact::retention(&self.inner, cutoff_ms).await
     }

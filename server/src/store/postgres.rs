@@ -8,7 +8,9 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use super::backend::{Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window};
+use super::backend::{
+    AnnotationRow, Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window,
+};
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreStats};
 
@@ -32,7 +34,8 @@ impl PostgresBackend {
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = current_schema() AND c.relkind = 'r' \
-             AND c.relname IN ('tenants', 'functions', 'stack_nodes', 'series', 'blocks', 'blobs', 'dirty')",
+             AND c.relname IN ('tenants', 'functions', 'stack_nodes', 'series', 'blocks', 'blobs', 'dirty', \
+             'annotations')",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -147,6 +147,10 @@ macro_rules! sql_backend {
                     .bind(cutoff_ms)
                     .execute(&mut *tx)
                     .await?;
+                let annotations = sqlx::query("DELETE FROM annotations WHERE time_ms < $1")
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 let gone: Vec<(i64,)> = sqlx::query_as(
                     "DELETE FROM series WHERE id NOT IN (SELECT DISTINCT series_id FROM blocks) RETURNING id",
                 )
@@ -157,6 +161,7 @@ macro_rules! sql_backend {
                     blocks: blobs.rows_affected(),
                     series: gone.len() as u64,
                     dictionary_entries: 0,
+                    annotations: annotations.rows_affected(),
                 };
                 Ok((report, gone.into_iter().map(|(id,)| id).collect()))
             }
@@ -175,6 +180,42 @@ macro_rules! sql_backend {
                     .rows_affected();
                 tx.commit().await?;
                 Ok(n + f)
+            }
+
+            async fn insert_annotation(&self, tenant: &str, time_ms: i64, text: &str, labels: &str) -> Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO annotations (tenant, time_ms, text, labels) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(tenant)
+                .bind(time_ms)
+                .bind(text)
+                .bind(labels)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn annotations(
+                &self,
+                tenant: &str,
+                from_ms: i64,
+                until_ms: i64,
+                after: (i64, i64),
+                limit: i64,
+            ) -> Result<Vec<AnnotationRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, time_ms, text, labels FROM annotations \
+                     WHERE tenant = $1 AND time_ms >= $2 AND time_ms < $3 \
+                     AND (time_ms > $4 OR (time_ms = $4 AND id > $5)) \
+                     ORDER BY time_ms, id LIMIT $6",
+                )
+                .bind(tenant)
+                .bind(from_ms)
+                .bind(until_ms)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn stats(&self) -> Result<StoreStats> {

@@ -11,7 +11,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::backend::{Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window};
+use super::backend::{
+    AnnotationRow, Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window,
+};
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreError, StoreStats};
 

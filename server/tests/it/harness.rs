@@ -152,8 +152,12 @@ fn http(addr: SocketAddr, req: Req) -> Result<Resp, String> {
         .into();
     let url = format!("http://{addr}{}", req.target);
     let mut response = match req.method {
-        "GET" => {
-            let mut r = agent.get(&url);
+        "GET" | "HEAD" => {
+            let mut r = if req.method == "HEAD" {
+                agent.head(&url)
+            } else {
+                agent.get(&url)
+            };
             for (k, v) in &req.headers {
                 r = r.header(k.as_str(), v.as_str());
             }
@@ -203,6 +207,13 @@ impl Req {
             target: target.into(),
             headers: Vec::new(),
             body: Vec::new(),
+        }
+    }
+
+    pub fn head(target: impl Into<String>) -> Req {
+        Req {
+            method: "HEAD",
+            ..Req::get(target)
         }
     }
 

@@ -5,6 +5,7 @@
 //! - `store`: the storage layer on both backends.
 //! - `native`, `push`, `legacy`: the three ingest paths over HTTP.
 //! - `render`, `diff`, `labels`: the query API.
+//! - `annotations`: annotations over HTTP, and the embedded web UI.
 //! - `limits`: malformed, oversized and bomb inputs get a 4xx and leave the
 //!   store unchanged.
 //! - `binary`: the `firewatch-server` binary: configuration precedence,
@@ -19,6 +20,7 @@ mod harness;
 mod pg;
 mod support;
 
+mod annotations;
 mod binary;
 mod clients;
 mod diff;

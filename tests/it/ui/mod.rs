@@ -1,0 +1,372 @@
+//! The web UI in a real browser (headless Chromium over WebDriver) against a
+//! real server on loopback, with data sent through the ingest API: pick a
+//! service, see the flamegraph, hover, zoom, search, the top table, the
+//! sandwich, a diff between two windows found from a deploy annotation,
+//! a shared URL reloaded, the error states, and a 20,000-node profile.
+//! Screenshots land in `target/ui-screenshots/` (see [`browser::screenshot_dir`]).
+//!
+//! `FIREWATCH_SKIP_BROWSER_TESTS=1` skips them where no Chromium exists.
+
+mod browser;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::support::Server;
+use browser::Browser;
+
+const CPU: &str = "process_cpu:samples:count:cpu:nanoseconds";
+
+fn skip() -> bool {
+    if std::env::var_os("FIREWATCH_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("FIREWATCH_SKIP_BROWSER_TESTS is set: browser test skipped");
+        return true;
+    }
+    false
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends folded stacks through Pyroscope's `/ingest` as one profile of
+/// `[from, from + 60 s)`.
+fn ingest(base: &str, name: &str, from: i64, folded: &str) {
+    let url = format!(
+        "{base}/ingest?name={}&from={from}&until={}&format=folded&sampleRate=100&spyName=ebpfspy",
+        urlencode(name),
+        from + 60
+    );
+    let resp = ureq::post(&url)
+        .send(folded.as_bytes())
+        .unwrap_or_else(|e| panic!("ingest {name}: {e}"));
+    assert_eq!(resp.status(), 200, "ingest {name}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `checkout` runs version 1.4 for the hour before a deploy an hour ago and
+/// 1.5 since: `parse` went from 30% to 60% of the time, `render` from 60%
+/// to 30%. Returns the deploy time (Unix seconds).
+fn checkout_data(base: &str) -> i64 {
+    let deploy = now_s() / 60 * 60 - 3600;
+    for i in 0..60 {
+        let before =
+            "main;serve;handle;parse 30\nmain;serve;handle;render 60\nmain;serve;idle 10\n";
+        ingest(
+            base,
+            "checkout.cpu{version=1.4}",
+            deploy - 3600 + i * 60,
+            before,
+        );
+        let after = "main;serve;handle;parse 60\nmain;serve;handle;render 30\nmain;serve;idle 10\n";
+        ingest(base, "checkout.cpu{version=1.5}", deploy + i * 60, after);
+    }
+    let resp = ureq::post(&format!("{base}/api/annotations"))
+        .header("Content-Type", "application/json")
+        .send(
+            json!({
+                "time": deploy * 1000,
+                "text": "deploy checkout 1.5",
+                "labels": {"service_name": "checkout"}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("post the deploy annotation");
+    assert_eq!(resp.status(), 201);
+    deploy
+}
+
+fn first_row(table: &str) -> String {
+    format!("{table} tbody tr:first-child td.name")
+}
+
+#[test]
+fn ui_walkthrough() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    checkout_data(&server.base);
+    ingest(&server.base, "api.cpu", now_s() - 600, "main;poll 5\n");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = Browser::start("walkthrough").await;
+        b.goto(&format!("{}/", server.base)).await;
+        // The first service is picked; the user picks checkout.
+        assert_eq!(b.settled().await, "ready");
+        b.select("#service", "checkout").await;
+        b.wait("window.firewatch.state.query.includes('checkout') && document.body.dataset.status === 'ready'", "checkout's flamegraph").await;
+        assert!(b.node("flame", "parse").await.is_some(), "parse is drawn");
+        b.shot("01-flamegraph").await;
+
+        // Hover: name, self and total with shares.
+        let (x, y) = b.node("flame", "render").await.expect("render is drawn");
+        b.hover(x, y).await;
+        b.wait("!document.getElementById('tooltip').hidden", "the tooltip").await;
+        let tip = b.text("#tooltip").await;
+        assert!(tip.contains("render") && tip.contains("30.00%"), "tooltip: {tip}");
+        b.shot("02-hover").await;
+
+        // Zoom by click; the breadcrumb zooms out.
+        let (x, y) = b.node("flame", "handle").await.expect("handle is drawn");
+        b.click_at(x, y).await;
+        b.wait("window.firewatch.state.zoom === 'main;serve;handle'", "zoom into handle").await;
+        let crumbs = b.text("#breadcrumb").await;
+        assert!(crumbs.contains("serve") && crumbs.contains("handle"), "breadcrumb: {crumbs}");
+        let url = b.client.current_url().await.expect("url").to_string();
+        assert!(url.contains("zoom=main%3Bserve%3Bhandle"), "zoom is in the URL: {url}");
+        b.shot("03-zoomed").await;
+        b.click("#breadcrumb button:first-child").await;
+        b.wait("window.firewatch.state.zoom === ''", "zoom out").await;
+
+        // Keyboard: the canvas takes focus, arrows move, Enter zooms.
+        b.js("document.getElementById('flame').focus(); return true;").await;
+        b.keys(&['\u{e015}', '\u{e015}', '\u{e007}']).await;
+        b.wait("window.firewatch.state.zoom === 'main;serve'", "keyboard zoom").await;
+        b.keys(&['\u{e00c}']).await;
+        b.wait("window.firewatch.state.zoom === 'main'", "Escape zooms out one level").await;
+        b.click("#breadcrumb button:first-child").await;
+
+        // Search highlights and states the share it covers.
+        b.type_into("#search", "pars").await;
+        b.wait("document.getElementById('search-result').textContent.includes('60.00%')", "the search share").await;
+        b.shot("04-search").await;
+
+        // The top table, filtered by the same search, then sorted.
+        b.click("[data-view=table]").await;
+        b.wait("document.querySelector('#top tbody tr')", "the top table").await;
+        assert_eq!(b.text(&first_row("#top")).await, "parse");
+        b.type_into("#filter", "").await;
+        b.wait("window.firewatch.state.search === ''", "filter cleared").await;
+        b.wait("document.querySelectorAll('#top tbody tr').length === 6", "every function").await;
+        assert_eq!(b.text(&first_row("#top")).await, "parse", "sorted by self");
+        b.click("#top th button[data-sort=name]").await;
+        b.wait("document.querySelector('#top tbody td.name').textContent === 'handle'", "sorted by name").await;
+        b.shot("05-table").await;
+
+        // A row opens the function's sandwich: callers above, callees below.
+        b.click("#top tbody tr:nth-child(1) td.name button").await;
+        b.wait("window.firewatch.state.view === 'sandwich' && window.firewatch.state.fn === 'handle'", "the sandwich").await;
+        assert!(b.node("callers", "serve").await.is_some(), "serve calls handle");
+        assert!(b.node("callees", "parse").await.is_some(), "handle calls parse");
+        b.shot("06-sandwich").await;
+
+        // The deploy marker on the timeline offers the before/after diff.
+        b.click("[data-view=flame]").await;
+        b.click("#presets [data-range='6h']").await;
+        b.wait("window.firewatch.state.from === 'now-6h' && document.body.dataset.status === 'ready' && window.firewatch.marker(0)", "the deploy marker").await;
+        let m = b.js("return window.firewatch.marker(0);").await;
+        let (mx, my) = (m["x"].as_f64().expect("x"), m["y"].as_f64().expect("y"));
+        b.click_at(mx, my).await;
+        b.wait("!document.getElementById('annotation-pop').hidden", "the annotation popover").await;
+        assert!(b.text("#annotation-text").await.contains("deploy checkout 1.5"));
+        b.shot("07-annotation").await;
+        b.click("#annotation-compare").await;
+        b.wait("window.firewatch.state.view === 'diff' && document.body.dataset.status === 'ready' && document.querySelector('#regressions tbody td.name')", "the diff").await;
+        assert_eq!(b.text(&first_row("#regressions")).await, "parse", "parse regressed most");
+        assert_eq!(b.text(&first_row("#improvements")).await, "render", "render improved most");
+        let (x, y) = b.node("diff", "parse").await.expect("parse in the diff flamegraph");
+        b.hover(x, y).await;
+        b.wait("document.getElementById('tooltip').textContent.includes('+30.00 pp')", "the change in the tooltip").await;
+        b.shot("08-diff").await;
+
+        // The URL is the view: a reload shows the same diff.
+        let shared = b.client.current_url().await.expect("url").to_string();
+        b.client.refresh().await.expect("reload");
+        b.settled().await;
+        b.wait("document.querySelector('#regressions tbody td.name')", "the diff after reload").await;
+        assert_eq!(b.state("view").await, "diff");
+        assert_eq!(b.text(&first_row("#regressions")).await, "parse");
+        assert_eq!(b.client.current_url().await.expect("url").to_string(), shared);
+        // And in a fresh tab of the same browser, from the link alone.
+        b.goto("about:blank").await;
+        b.goto(&shared).await;
+        b.wait("document.querySelector('#regressions tbody td.name')", "the diff from the shared link").await;
+        assert_eq!(b.text(&first_row("#regressions")).await, "parse");
+        // Back returns to the view before the diff.
+        b.goto(&format!("{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}", server.base)).await;
+        b.settled().await;
+        b.click("[data-view=table]").await;
+        b.wait("window.firewatch.state.view === 'table'", "the table").await;
+        b.client.back().await.expect("back");
+        b.wait("window.firewatch.state.view === 'flame'", "back to the flamegraph").await;
+
+        // Two label sets instead of two windows.
+        let labels = format!(
+            "{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}&from=now-3h&view=diff&compare=labels\
+             &leftQuery={}&rightQuery={}",
+            server.base,
+            urlencode("{service_name=\"checkout\",version=\"1.4\"}"),
+            urlencode("{service_name=\"checkout\",version=\"1.5\"}"),
+        );
+        b.goto(&labels).await;
+        b.wait("document.body.dataset.status === 'ready' && document.querySelector('#regressions tbody td.name')", "the label diff").await;
+        assert_eq!(b.text(&first_row("#regressions")).await, "parse");
+        b.shot("09-diff-labels").await;
+
+        // A time range picked by dragging on the timeline.
+        b.goto(&format!("{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}&from=now-3h", server.base)).await;
+        assert_eq!(b.settled().await, "ready");
+        let tl = b.js("return document.getElementById('timeline').getBoundingClientRect().toJSON();").await;
+        let (left, width, top) = (
+            tl["left"].as_f64().expect("left"),
+            tl["width"].as_f64().expect("width"),
+            tl["top"].as_f64().expect("top"),
+        );
+        b.drag(left + width * 0.5, left + width * 0.9, top + 40.0).await;
+        b.wait("/^\\d+$/.test(window.firewatch.state.from) && document.body.dataset.status === 'ready'", "the dragged range").await;
+        let (from, until): (i64, i64) = (
+            b.state("from").await.parse().expect("from"),
+            b.state("until").await.parse().expect("until"),
+        );
+        let span = until - from;
+        assert!((3 * 3600 * 4 / 10 - 120..=3 * 3600 * 4 / 10 + 120).contains(&span), "40% of 3 h: {span} s");
+        b.shot("10-dragged-range").await;
+
+        // Dark scheme.
+        b.click("#theme").await;
+        b.click("#theme").await;
+        b.wait("document.documentElement.dataset.theme === 'dark'", "the dark theme").await;
+        let bg = b.js("return getComputedStyle(document.body).backgroundColor;").await;
+        assert_eq!(bg, json!("rgb(20, 23, 28)"));
+        b.click("[data-view=flame]").await;
+        b.settled().await;
+        b.shot("11-dark").await;
+        b.close().await;
+    });
+    server.stop();
+}
+
+#[test]
+fn ui_errors_and_empty_states() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    ingest(
+        &server.base,
+        "checkout.cpu",
+        now_s() - 300,
+        "main;work 10\n",
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let base = server.base.clone();
+    let b = rt.block_on(async {
+        let b = Browser::start("errors").await;
+        b.goto(&format!("{base}/")).await;
+        assert_eq!(b.settled().await, "ready");
+
+        // A query syntax error names its position, with a caret under it.
+        b.type_into("#query", "{service_name=\"checkout\",version=}").await;
+        b.click("#query-form button[type=submit]").await;
+        b.wait("!document.getElementById('query-error').hidden", "the query error").await;
+        let error = b.text("#query-error").await;
+        assert!(error.contains("position") && error.contains('^'), "query error: {error}");
+        assert_eq!(b.js("return document.body.dataset.status;").await, json!("error"));
+        b.shot("01-query-error").await;
+
+        // No data in range.
+        b.goto(&format!(
+            "{base}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}&from=now-30d&until=now-29d"
+        ))
+        .await;
+        assert_eq!(b.settled().await, "empty");
+        assert!(b.text("#status").await.contains("No samples"));
+        b.shot("02-empty").await;
+        b.goto(&format!("{base}/")).await;
+        assert_eq!(b.settled().await, "ready");
+        b
+    });
+    // The server goes away under the open page.
+    server.stop();
+    rt.block_on(async {
+        b.click("#presets [data-range='15m']").await;
+        b.wait(
+            "document.body.dataset.status === 'error'",
+            "the unreachable state",
+        )
+        .await;
+        let status = b.text("#status").await;
+        assert!(
+            status.contains("unreachable") && status.contains("Retry"),
+            "status: {status}"
+        );
+        b.shot("03-unreachable").await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn ui_big_flamegraph() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    // 20,000 call-tree nodes under the root, all wide enough to draw: 100
+    // call chains 200 frames deep.
+    let mut folded = String::new();
+    for i in 0..100 {
+        let chain: Vec<String> = (0..200).map(|d| format!("f_{i:03}_{d:03}")).collect();
+        folded.push_str(&format!("{} {}\n", chain.join(";"), 50 + (i * 37) % 100));
+    }
+    ingest(&server.base, "big.cpu", now_s() - 600, &folded);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = Browser::start("big").await;
+        b.goto(&format!("{}/?query=%7Bservice_name%3D%22big%22%7D&type={CPU}", server.base)).await;
+        assert_eq!(b.settled().await, "ready");
+        let nodes = b.js("return window.firewatch.stats().nodes;").await.as_u64().unwrap_or(0);
+        assert!(nodes >= 20_000, "{nodes} nodes");
+        // Redraw a few times (as a zoom, resize or search does) and take the median.
+        let times = b
+            .js("const f = window.firewatch; const out = []; \
+                 for (let i = 0; i < 9; i++) out.push(f.redraw()); return out;")
+            .await;
+        let mut ms: Vec<f64> = times.as_array().expect("times").iter().filter_map(|v| v.as_f64()).collect();
+        ms.sort_by(f64::total_cmp);
+        let drawn = b.js("return window.firewatch.stats().flame.drawn;").await.as_u64().unwrap_or(0);
+        assert!(drawn >= 20_000, "every node is wide enough to draw: {drawn} drawn");
+        // Hover across the graph with the real mouse.
+        let canvas = b.js("return document.getElementById('flame').getBoundingClientRect().toJSON();").await;
+        let (left, top, width) = (
+            canvas["left"].as_f64().expect("left"),
+            canvas["top"].as_f64().expect("top"),
+            canvas["width"].as_f64().expect("width"),
+        );
+        for k in 0..40 {
+            b.hover(left + 5.0 + (width - 10.0) * f64::from(k) / 40.0, top + 70.0).await;
+        }
+        let stats = b.js("return window.firewatch.stats().flame;").await;
+        assert!(stats["hovers"].as_u64().unwrap_or(0) >= 20, "hover events reached the canvas: {stats}");
+        assert!(!b.text("#tooltip").await.is_empty(), "the tooltip shows");
+        println!(
+            "UI: flamegraph of {nodes} nodes ({drawn} boxes wide enough to draw) rendered in {:.1} ms median \
+             of {} redraws (min {:.1}, max {:.1}; target < 100 ms); hover handler max {:.2} ms over {} moves",
+            ms[ms.len() / 2],
+            ms.len(),
+            ms[0],
+            ms[ms.len() - 1],
+            stats["hoverMaxMs"].as_f64().unwrap_or(0.0),
+            stats["hovers"],
+        );
+        b.shot("01-20k-nodes").await;
+        b.close().await;
+    });
+    server.stop();
+}

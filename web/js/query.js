@@ -1,0 +1,68 @@
+// Selectors (`{service_name="checkout",version=~"1\\..*"}`) as lists of
+// matchers, so the pickers and the label builder can edit the query the
+// raw field shows. The server stays the judge of syntax: text this parser
+// cannot read is sent as typed and the server's error (with its position)
+// is shown.
+
+const OPS = ['=~', '!~', '!=', '='];
+
+/** Matchers of a selector, or null when the text is not one we can edit. */
+export function parseSelector(text) {
+  const s = text.trim();
+  if (s === '') return [];
+  if (!s.startsWith('{') || !s.endsWith('}')) return null;
+  const out = [];
+  let i = 1;
+  const end = s.length - 1;
+  const skip = () => {
+    while (i < end && /\s/.test(s[i])) i += 1;
+  };
+  skip();
+  while (i < end) {
+    const name = /^[A-Za-z_][A-Za-z0-9_.]*/.exec(s.slice(i, end));
+    if (!name) return null;
+    i += name[0].length;
+    skip();
+    const op = OPS.find((o) => s.startsWith(o, i));
+    if (!op) return null;
+    i += op.length;
+    skip();
+    if (s[i] !== '"') return null;
+    i += 1;
+    let value = '';
+    while (i < end && s[i] !== '"') {
+      if (s[i] === '\\' && i + 1 < end) i += 1;
+      value += s[i];
+      i += 1;
+    }
+    if (s[i] !== '"') return null;
+    i += 1;
+    out.push({ name: name[0], op, value });
+    skip();
+    if (s[i] === ',') {
+      i += 1;
+      skip();
+    } else if (i < end) return null;
+  }
+  return out;
+}
+
+/** A selector from matchers. */
+export function formatSelector(matchers) {
+  const quote = (v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+  return `{${matchers.map((m) => `${m.name}${m.op}${quote(m.value)}`).join(',')}}`;
+}
+
+/** The selector with label `name` set to `value` (or removed when `value` is null). */
+export function withMatcher(query, name, op, value) {
+  const matchers = (parseSelector(query) ?? []).filter((m) => m.name !== name);
+  if (value !== null) matchers.unshift({ name, op, value });
+  matchers.sort((a, b) => (a.name === 'service_name' ? -1 : b.name === 'service_name' ? 1 : 0));
+  return formatSelector(matchers);
+}
+
+/** The `service_name` a selector asks for with `=`, or ''. */
+export function serviceOf(query) {
+  const m = (parseSelector(query) ?? []).find((x) => x.name === 'service_name' && x.op === '=');
+  return m ? m.value : '';
+}

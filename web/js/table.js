@@ -1,0 +1,123 @@
+// Tables: the top functions of a profile (sortable, filterable, a row
+// opens the function's sandwich) and the regressions and improvements of a
+// diff.
+
+import { formatPercent, formatPoints, formatValue } from './format.js';
+import { matcher } from './tree.js';
+
+const COLUMNS = [
+  ['name', 'Function'],
+  ['self', 'Self'],
+  ['total', 'Total'],
+];
+
+/**
+ * Fills `table` with `rows` ({name, self, total}) sorted by `sort`/`dir`
+ * and filtered by `filter`; `onSort(key)` and `onPick(name)` report clicks.
+ */
+export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSort, onPick }) {
+  const test = matcher(filter ?? '');
+  const shown = test ? rows.filter((r) => test(r.name)) : rows.slice();
+  const sign = dir === 'asc' ? 1 : -1;
+  shown.sort((a, b) => {
+    if (sort === 'name') return sign * a.name.localeCompare(b.name);
+    return sign * (a[sort] - b[sort]) || a.name.localeCompare(b.name);
+  });
+  const thead = document.createElement('thead');
+  const tr = document.createElement('tr');
+  for (const [key, label] of COLUMNS) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    const active = key === sort;
+    th.setAttribute('aria-sort', active ? (dir === 'asc' ? 'ascending' : 'descending') : 'none');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.dataset.sort = key;
+    button.textContent = `${label}${active ? (dir === 'asc' ? ' ▲' : ' ▼') : ''}`;
+    button.addEventListener('click', () => onSort(key));
+    th.append(button);
+    tr.append(th);
+  }
+  thead.append(tr);
+  const tbody = document.createElement('tbody');
+  const LIMIT = 2000;
+  for (const r of shown.slice(0, LIMIT)) {
+    const row = document.createElement('tr');
+    const name = document.createElement('td');
+    name.className = 'name';
+    const link = document.createElement('button');
+    link.type = 'button';
+    link.className = 'link';
+    link.textContent = r.name;
+    link.title = `Show callers and callees of ${r.name}`;
+    link.addEventListener('click', () => onPick(r.name));
+    name.append(link);
+    row.append(name, valueCell(r.self, numTicks, meta), valueCell(r.total, numTicks, meta));
+    tbody.append(row);
+  }
+  table.replaceChildren(thead, tbody);
+  const note = shown.length > LIMIT ? ` (first ${LIMIT} shown)` : '';
+  return `${shown.length} of ${rows.length} functions${note}`;
+}
+
+function valueCell(v, numTicks, meta) {
+  const td = document.createElement('td');
+  td.className = 'num';
+  td.textContent = `${formatValue(v, meta)} · ${formatPercent(numTicks ? v / numTicks : 0)}`;
+  const bar = document.createElement('span');
+  bar.className = 'bar';
+  bar.style.width = `${numTicks ? Math.min(100, (100 * v) / numTicks) : 0}%`;
+  td.prepend(bar);
+  return td;
+}
+
+/**
+ * Fills the regressions and improvements tables of a diff from the
+ * server's ranked function rows (self shares in percent).
+ */
+export function renderChanges(regressed, improved, functions, onPick) {
+  const grew = functions.filter((f) => f.deltaSelfPercent > 0).sort((a, b) => b.deltaSelfPercent - a.deltaSelfPercent);
+  const shrank = functions.filter((f) => f.deltaSelfPercent < 0).sort((a, b) => a.deltaSelfPercent - b.deltaSelfPercent);
+  fillChanges(regressed, grew, onPick);
+  fillChanges(improved, shrank, onPick);
+}
+
+function fillChanges(table, rows, onPick) {
+  const thead = document.createElement('thead');
+  thead.innerHTML =
+    '<tr><th scope="col">Function</th><th scope="col">Self before</th><th scope="col">Self after</th><th scope="col">Change</th></tr>';
+  const tbody = document.createElement('tbody');
+  if (rows.length === 0) {
+    const tr = document.createElement('tr');
+    const td = document.createElement('td');
+    td.colSpan = 4;
+    td.className = 'empty';
+    td.textContent = 'None';
+    tr.append(td);
+    tbody.append(tr);
+  }
+  for (const f of rows) {
+    const tr = document.createElement('tr');
+    const name = document.createElement('td');
+    name.className = 'name';
+    const link = document.createElement('button');
+    link.type = 'button';
+    link.className = 'link';
+    link.textContent = f.name;
+    link.addEventListener('click', () => onPick(f.name));
+    name.append(link);
+    const cells = [
+      formatPercent(f.beforeSelfPercent / 100),
+      formatPercent(f.afterSelfPercent / 100),
+      formatPoints(f.deltaSelfPercent / 100),
+    ].map((text) => {
+      const td = document.createElement('td');
+      td.className = 'num';
+      td.textContent = text;
+      return td;
+    });
+    tr.append(name, ...cells);
+    tbody.append(tr);
+  }
+  table.replaceChildren(thead, tbody);
+}
