@@ -141,6 +141,37 @@ fn ui_walkthrough() {
         b.wait("window.firewatch.state.zoom === 'main'", "Escape zooms out one level").await;
         b.click("#breadcrumb button:first-child").await;
 
+        // Flame orientation (root at the bottom) and back.
+        b.click("#orient").await;
+        b.wait("window.firewatch.state.orient === 'flame'", "flame orientation").await;
+        let (_, main_y) = b.node("flame", "main").await.expect("main is drawn");
+        let (_, parse_y) = b.node("flame", "parse").await.expect("parse is drawn");
+        assert!(main_y > parse_y, "flame: callers below callees");
+        b.click("#orient").await;
+        b.wait("window.firewatch.state.orient === 'icicle'", "icicle orientation").await;
+
+        // Exports answer what they say.
+        for (id, kind) in [("export-svg", "svg"), ("export-pprof", "pprof"), ("export-folded", "folded")] {
+            let ok = b
+                .js(&format!(
+                    "return fetch(document.getElementById('{id}').href).then(r => r.ok && r.status === 200)"
+                ))
+                .await;
+            assert_eq!(ok, json!(true), "{kind} export");
+        }
+
+        // The label builder completes names and values from the server.
+        b.click("#label-name").await;
+        b.wait("[...document.querySelectorAll('#label-names option')].some(o => o.value === 'version')", "label names").await;
+        b.type_into("#label-name", "version").await;
+        b.js("document.getElementById('label-name').dispatchEvent(new Event('change')); return true;").await;
+        b.wait("[...document.querySelectorAll('#label-values option')].some(o => o.value === '1.5')", "label values").await;
+        b.type_into("#label-value", "1.5").await;
+        b.click("#builder button[type=submit]").await;
+        b.wait("window.firewatch.state.query === '{service_name=\"checkout\",version=\"1.5\"}' && document.body.dataset.status === 'ready'", "the filtered query").await;
+        b.click("#chips .chip").await;
+        b.wait("window.firewatch.state.query === '{service_name=\"checkout\"}' && document.body.dataset.status === 'ready'", "the filter removed").await;
+
         // Search highlights and states the share it covers.
         b.type_into("#search", "pars").await;
         b.wait("document.getElementById('search-result').textContent.includes('60.00%')", "the search share").await;
@@ -236,6 +267,14 @@ fn ui_walkthrough() {
         let span = until - from;
         assert!((3 * 3600 * 4 / 10 - 120..=3 * 3600 * 4 / 10 + 120).contains(&span), "40% of 3 h: {span} s");
         b.shot("10-dragged-range").await;
+
+        // Readable at 125% zoom: nothing overflows sideways.
+        b.js("document.documentElement.style.zoom = '1.25'; window.dispatchEvent(new Event('resize')); return true;").await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;").await;
+        assert!(overflow.as_f64().unwrap_or(1.0) <= 0.0, "horizontal overflow at 125%: {overflow}");
+        b.shot("10b-zoom-125").await;
+        b.js("document.documentElement.style.zoom = ''; window.dispatchEvent(new Event('resize')); return true;").await;
 
         // Dark scheme.
         b.click("#theme").await;
