@@ -12,17 +12,20 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, SampleKind};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::{CpuCheck, Metrics, Snapshot, own_rss_bytes};
+use crate::metrics::{CpuCheck, Metrics, Snapshot, own_rss_bytes, thread_cpu_time};
 use crate::pprof;
+use crate::prometheus::MetricsServer;
 use crate::sample::{Sampler, Window};
 use crate::ship::{self, Protocol, ShipConfig, Shipper};
 use crate::symbolize::Symbolizer;
 
-/// Longest time the sampling loop sleeps between two drains.
-const MAX_POLL: Duration = Duration::from_millis(100);
+/// Longest time between two drains while allocations are probed: a program
+/// allocating in a tight loop fills a ring with stack copies in a fraction
+/// of a second.
+const ALLOC_DRAIN: Duration = Duration::from_millis(50);
 
 /// A running agent. Dropping it stops it without waiting for delivery;
 /// [`Agent::stop`] flushes first.
@@ -31,6 +34,8 @@ pub struct Agent {
     sampler: Option<JoinHandle<()>>,
     processor: Option<JoinHandle<Option<Shipper>>>,
     metrics: Arc<Metrics>,
+    // Dropped (and stopped) with the agent.
+    _metrics_server: Option<MetricsServer>,
 }
 
 impl Agent {
@@ -55,6 +60,14 @@ impl Agent {
             )?)
         };
         let sampler = Sampler::open(&config, Arc::clone(&metrics))?;
+        let metrics_server = match config.metrics_listen {
+            Some(addr) => {
+                let server = MetricsServer::start(addr, Arc::clone(&metrics))?;
+                tracing::info!(address = %server.addr(), "serving the agent's metrics on /metrics");
+                Some(server)
+            }
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (windows_tx, windows_rx) = sync_channel::<Window>(2);
         let (recycle_tx, recycle_rx) = sync_channel::<Aggregate>(2);
@@ -67,8 +80,12 @@ impl Agent {
         };
         let sampler = {
             let (stop, interval) = (Arc::clone(&stop), config.upload_interval);
+            let drain = match config.alloc.is_empty() {
+                true => config.drain_period(),
+                false => config.drain_period().min(ALLOC_DRAIN),
+            };
             spawn("fw-sample", "sampling", move || {
-                sample_loop(sampler, interval, &stop, &windows_tx, &recycle_rx);
+                sample_loop(sampler, interval, drain, &stop, &windows_tx, &recycle_rx);
             })?
         };
         Ok(Agent {
@@ -76,6 +93,7 @@ impl Agent {
             sampler: Some(sampler),
             processor: Some(processor),
             metrics,
+            _metrics_server: metrics_server,
         })
     }
 
@@ -121,13 +139,26 @@ fn spawn<T: Send + 'static>(
 ) -> Result<JoinHandle<T>> {
     std::thread::Builder::new()
         .name(thread.into())
-        .spawn(f)
+        .spawn(move || {
+            // Embedded in a service, the agent's own allocations stay out
+            // of the service's heap profile.
+            crate::embed::alloc::exclude_current_thread();
+            f()
+        })
         .map_err(|source| Error::Thread { name, source })
 }
 
+/// Drains the rings every `drain` and cuts a window every `interval`.
+///
+/// The loop sleeps on a timer rather than polling the rings: a ring's
+/// wake-up watermark fires per bytes written on each CPU (not per bytes
+/// waiting), so polling would wake the loop once per CPU per watermark,
+/// while every wake-up drains every ring anyway. On a timer the loop wakes
+/// a few times a second whatever the number of CPUs.
 fn sample_loop(
     mut sampler: Sampler,
     interval: Duration,
+    drain: Duration,
     stop: &AtomicBool,
     windows: &SyncSender<Window>,
     recycled: &Receiver<Aggregate>,
@@ -139,7 +170,7 @@ fn sample_loop(
             sampler.disable();
         } else {
             let now = Instant::now();
-            sampler.wait(window_end.saturating_duration_since(now).min(MAX_POLL));
+            std::thread::sleep(window_end.saturating_duration_since(now).min(drain));
         }
         sampler.drain();
         if let Ok(agg) = recycled.try_recv() {
@@ -176,9 +207,17 @@ fn process_loop(
     };
     let mut dump_seq = 0u64;
     for window in windows {
+        let t0 = thread_cpu_time();
         let names = symbolizer.symbolize(&window);
+        let t1 = thread_cpu_time();
         let profiles = pprof::build(&window, &names, config.sample_labels);
+        let t2 = thread_cpu_time();
         let samples: u64 = profiles.iter().map(|p| p.samples).sum();
+        let alloc_samples: u64 = profiles
+            .iter()
+            .filter(|p| p.kind == SampleKind::Alloc)
+            .map(|p| p.samples)
+            .sum();
         Metrics::add(&metrics.profiles_built, profiles.len() as u64);
         for p in &profiles {
             if let Some(dir) = &config.dump_dir {
@@ -192,6 +231,7 @@ fn process_loop(
                 }
             }
         }
+        let t3 = thread_cpu_time();
         let _ = recycle.try_send(window.agg);
         let cpu_percent = cpu.check();
         let mut rss = own_rss_bytes().unwrap_or(0);
@@ -212,6 +252,7 @@ fn process_loop(
         let pending = shipper.as_ref().map(|s| s.pending().0).unwrap_or(0);
         tracing::info!(
             samples,
+            alloc_samples,
             profiles = profiles.len(),
             lost = m.samples_lost,
             truncated = m.stacks_truncated,
@@ -220,6 +261,9 @@ fn process_loop(
             dropped = m.profiles_dropped,
             pending,
             cpu_percent = format_args!("{cpu_percent:.2}"),
+            symbolize_ms = format_args!("{:.1}", (t1 - t0).as_secs_f64() * 1e3),
+            build_ms = format_args!("{:.1}", (t2 - t1).as_secs_f64() * 1e3),
+            encode_ms = format_args!("{:.1}", (t3 - t2).as_secs_f64() * 1e3),
             rss_mib = rss >> 20,
             "window shipped"
         );
@@ -227,6 +271,9 @@ fn process_loop(
     shipper
 }
 
+/// Writes a profile as `START-SEQ-SERVICE.pb.zst`, or
+/// `START-SEQ-SERVICE.alloc.pb.zst` for an allocation profile (no `.`
+/// survives in `SERVICE`, so the two cannot be confused).
 fn dump(dir: &Path, p: &pprof::SeriesProfile, seq: u64) {
     let service = p
         .labels
@@ -244,7 +291,14 @@ fn dump(dir: &Path, p: &pprof::SeriesProfile, seq: u64) {
             }
         })
         .collect();
-    let path = dir.join(format!("{}-{seq}-{safe}.pb.zst", p.profile.time_nanos));
+    let kind = match p.kind {
+        SampleKind::Cpu => "",
+        SampleKind::Alloc => ".alloc",
+    };
+    let path = dir.join(format!(
+        "{}-{seq}-{safe}{kind}.pb.zst",
+        p.profile.time_nanos
+    ));
     let result = firewatch_profile::zstd(&firewatch_profile::pprof::encode(&p.profile), 3)
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|bytes| std::fs::write(&path, bytes));

@@ -1,4 +1,6 @@
-//! Sums samples per (series, pid, thread, stack) within one upload interval.
+//! Sums samples per (kind, series, pid, thread, stack) within one upload
+//! interval: CPU samples and allocation samples share the stack table, so
+//! a stack seen by both is stored and symbolized once.
 //!
 //! Stacks are interned into one flat frame array; counts live in a hash map
 //! keyed by four `u32`s. Both keep their capacity across [`Aggregate::clear`],
@@ -45,9 +47,20 @@ impl Frame {
     }
 }
 
+/// Which profile a sample belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SampleKind {
+    /// CPU time.
+    Cpu,
+    /// Calls of the allocation functions of probed processes.
+    Alloc,
+}
+
 /// What a sample is summed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SampleKey {
+    /// The profile it belongs to.
+    pub kind: SampleKind,
     /// Series (label set) id.
     pub series: u32,
     /// Process id (0 when sample labels are off).
@@ -63,8 +76,10 @@ pub struct SampleKey {
 pub struct Counts {
     /// Number of samples.
     pub samples: u64,
-    /// CPU time they stand for, in nanoseconds.
-    pub cpu_ns: u64,
+    /// For CPU samples, the CPU time they stand for in nanoseconds; for
+    /// allocation samples, the bytes the sampled calls asked for (the
+    /// profile scales both counts by the sample period).
+    pub value: u64,
 }
 
 const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xf12e_3a7c);
@@ -150,10 +165,19 @@ impl Aggregate {
 
     /// Adds a sample. `stack` is leaf first and at most `u16::MAX` frames
     /// (longer stacks are cut at the root end).
-    pub fn add(&mut self, series: u32, pid: u32, thread: u32, stack: &[Frame], counts: Counts) {
+    pub fn add(
+        &mut self,
+        kind: SampleKind,
+        series: u32,
+        pid: u32,
+        thread: u32,
+        stack: &[Frame],
+        counts: Counts,
+    ) {
         let stack = &stack[..stack.len().min(u16::MAX as usize)];
         let id = self.intern(stack);
         let key = SampleKey {
+            kind,
             series,
             pid,
             thread,
@@ -161,7 +185,7 @@ impl Aggregate {
         };
         let slot = self.counts.entry(key).or_default();
         slot.samples = slot.samples.saturating_add(counts.samples);
-        slot.cpu_ns = slot.cpu_ns.saturating_add(counts.cpu_ns);
+        slot.value = slot.value.saturating_add(counts.value);
     }
 
     fn intern(&mut self, stack: &[Frame]) -> u32 {
@@ -225,16 +249,28 @@ mod tests {
         let s1 = [f(1, 10), f(1, 20)];
         let one = Counts {
             samples: 1,
-            cpu_ns: 10,
+            value: 10,
         };
-        a.add(0, 7, 1, &s1, one);
-        a.add(0, 7, 1, &s1, one);
-        a.add(0, 8, 1, &s1, one);
-        a.add(0, 7, 1, &[f(2, 5)], one);
+        let cpu = SampleKind::Cpu;
+        a.add(cpu, 0, 7, 1, &s1, one);
+        a.add(cpu, 0, 7, 1, &s1, one);
+        a.add(cpu, 0, 8, 1, &s1, one);
+        a.add(cpu, 0, 7, 1, &[f(2, 5)], one);
+        // The same stack in another profile: a key of its own, no new stack.
+        a.add(SampleKind::Alloc, 0, 7, 1, &s1, one);
         assert_eq!(a.stack_count(), 2);
-        let mut rows: Vec<(u32, u64)> = a.iter().map(|(k, c)| (k.pid, c.samples)).collect();
+        let mut rows: Vec<(SampleKind, u32, u64)> =
+            a.iter().map(|(k, c)| (k.kind, k.pid, c.samples)).collect();
         rows.sort();
-        assert_eq!(rows, vec![(7, 1), (7, 2), (8, 1)]);
+        assert_eq!(
+            rows,
+            vec![
+                (cpu, 7, 1),
+                (cpu, 7, 2),
+                (cpu, 8, 1),
+                (SampleKind::Alloc, 7, 1)
+            ]
+        );
         let id = a.iter().find(|(k, _)| k.pid == 8).map(|(k, _)| k.stack);
         assert_eq!(a.stack(id.unwrap_or(99)), &s1);
     }
@@ -244,11 +280,12 @@ mod tests {
         let mut a = Aggregate::with_capacity(4, 4, 3);
         let one = Counts {
             samples: 1,
-            cpu_ns: 1,
+            value: 1,
         };
-        a.add(0, 0, 0, &[f(1, 1), f(1, 2)], one);
-        a.add(0, 0, 0, &[f(1, 3), f(1, 4)], one);
-        a.add(0, 0, 0, &[f(1, 5), f(1, 6)], one);
+        let cpu = SampleKind::Cpu;
+        a.add(cpu, 0, 0, 0, &[f(1, 1), f(1, 2)], one);
+        a.add(cpu, 0, 0, 0, &[f(1, 3), f(1, 4)], one);
+        a.add(cpu, 0, 0, 0, &[f(1, 5), f(1, 6)], one);
         assert_eq!(a.folded(), 2);
         let marker = a
             .iter()

@@ -31,6 +31,17 @@ pub enum Error {
     /// The machine has no online CPU we could read.
     #[error("cannot list online CPUs: {0}")]
     Cpus(io::Error),
+    /// Allocation sampling was asked for, but the kernel offers no uprobes.
+    #[error("allocation sampling needs the kernel's uprobe PMU (CONFIG_UPROBE_EVENTS): {0}")]
+    UprobesUnavailable(io::Error),
+    /// A process's allocation functions could not be probed.
+    #[error("cannot probe the allocations of process {pid}: {reason}")]
+    AllocProbe {
+        /// The process.
+        pid: u32,
+        /// What was missing or refused.
+        reason: String,
+    },
     /// A configuration value is out of range or malformed.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -68,6 +79,9 @@ pub enum Error {
         /// The system error.
         source: io::Error,
     },
+    /// In-process timer-signal sampling could not start or report.
+    #[error("in-process CPU sampling: {0}")]
+    SignalSampling(String),
     /// Compressing a profile failed.
     #[error("cannot compress a profile: {0}")]
     Compress(#[from] firewatch_profile::Error),

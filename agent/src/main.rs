@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -40,6 +39,17 @@ struct Args {
     /// Profile only processes whose cgroup path contains this (repeatable).
     #[arg(long = "cgroup", value_name = "TEXT")]
     cgroups: Vec<String>,
+    /// Sample the allocations (malloc, calloc, realloc) of this process
+    /// with uprobes; every call traps (repeatable).
+    #[arg(long = "alloc-pid", value_name = "PID")]
+    alloc_pids: Vec<u32>,
+    /// Sample the allocations of executables with this name; `*`
+    /// wildcards (repeatable).
+    #[arg(long = "alloc-exe", value_name = "PATTERN")]
+    alloc_executables: Vec<String>,
+    /// Sample one allocation call in N (default 997).
+    #[arg(long = "alloc-every", value_name = "N")]
+    alloc_every: Option<u64>,
     /// Add a series label to every profile (repeatable).
     #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
     labels: Vec<(String, String)>,
@@ -73,6 +83,12 @@ struct Args {
     /// Stop after this long (default: run until SIGINT or SIGTERM).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     duration: Option<Duration>,
+    /// Serve the agent's own metrics on GET /metrics at this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Log format: text (default) or json (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -102,10 +118,57 @@ fn size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("size {s:?} too large"))
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// SIGINT and SIGTERM, blocked in every thread so that they stay pending
+/// until the main thread takes them with `sigtimedwait`: the main thread
+/// then sleeps until a signal or the end of `--duration`, instead of waking
+/// periodically to poll a flag.
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset and sigaddset only write to the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+/// Blocks the stop signals in the calling thread and in every thread it
+/// starts afterwards (threads inherit the mask).
+fn block_stop_signals(set: &libc::sigset_t) -> Result<()> {
+    // SAFETY: pthread_sigmask reads the set we own; the old mask is not wanted.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) };
+    if rc != 0 {
+        bail!(
+            "cannot block SIGINT and SIGTERM: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+    }
+    Ok(())
+}
+
+/// Sleeps until SIGINT or SIGTERM arrives or `limit` has passed since `started`.
+fn wait_for_stop(set: &libc::sigset_t, started: Instant, limit: Option<Duration>) {
+    loop {
+        let left = match limit {
+            Some(d) => match d.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return,
+            },
+            // No limit: wake once an hour, which costs nothing measurable.
+            None => Duration::from_secs(3600),
+        };
+        let timeout = libc::timespec {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(left.subsec_nanos()),
+        };
+        // SAFETY: the set and the timeout are ours; the siginfo is not wanted.
+        let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+        if signal == libc::SIGINT || signal == libc::SIGTERM {
+            return;
+        }
+        // Otherwise a timeout (EAGAIN) or an interruption (EINTR): look again.
+    }
 }
 
 fn config_from(args: &Args) -> Result<Config> {
@@ -128,6 +191,13 @@ fn config_from(args: &Args) -> Result<Config> {
         .executables
         .extend(args.executables.iter().cloned());
     c.targets.cgroups.extend(args.cgroups.iter().cloned());
+    c.alloc.pids.extend(&args.alloc_pids);
+    c.alloc
+        .executables
+        .extend(args.alloc_executables.iter().cloned());
+    if let Some(v) = args.alloc_every {
+        c.alloc.every = v;
+    }
     c.labels.extend(args.labels.iter().cloned());
     if args.host.is_some() {
         c.host.clone_from(&args.host);
@@ -150,6 +220,9 @@ fn config_from(args: &Args) -> Result<Config> {
         c.dump_dir.clone_from(&args.dump_dir);
     }
     c.no_ship |= args.no_ship;
+    if args.metrics_listen.is_some() {
+        c.metrics_listen = args.metrics_listen;
+    }
     c.validate()?;
     Ok(c)
 }
@@ -171,11 +244,8 @@ fn raise_fd_limit() {
 fn run(args: Args) -> Result<()> {
     let config = config_from(&args)?;
     raise_fd_limit();
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    let signals = stop_signals();
+    block_stop_signals(&signals)?;
     tracing::info!(
         server = %config.server,
         frequency = config.frequency,
@@ -188,13 +258,7 @@ fn run(args: Args) -> Result<()> {
         Err(e @ Error::PerfPermission { .. }) => bail!("{e}"),
         Err(e) => return Err(e).context("cannot start the agent"),
     };
-    let started = Instant::now();
-    while !STOP.load(Ordering::Relaxed) {
-        if args.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_stop(&signals, Instant::now(), args.duration);
     let m = agent.stop(Duration::from_secs(10));
     let cpu = firewatch_agent::metrics::own_cpu_time().unwrap_or_default();
     tracing::info!(
@@ -224,15 +288,19 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("firewatch-agent: {e:#}");

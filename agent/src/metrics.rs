@@ -35,6 +35,10 @@ pub struct Metrics {
     pub send_retries: AtomicU64,
     /// Times the symbol caches were dropped to stay under the memory budget.
     pub cache_resets: AtomicU64,
+    /// Profiles waiting in the send buffer now (a gauge).
+    pub buffer_profiles: AtomicU64,
+    /// Bytes waiting in the send buffer now (a gauge).
+    pub buffer_bytes: AtomicU64,
 }
 
 /// A copy of every counter at one moment.
@@ -66,6 +70,10 @@ pub struct Snapshot {
     pub send_retries: u64,
     /// See [`Metrics::cache_resets`].
     pub cache_resets: u64,
+    /// See [`Metrics::buffer_profiles`].
+    pub buffer_profiles: u64,
+    /// See [`Metrics::buffer_bytes`].
+    pub buffer_bytes: u64,
 }
 
 impl Metrics {
@@ -91,24 +99,48 @@ impl Metrics {
             bytes_dropped: r(&self.bytes_dropped),
             send_retries: r(&self.send_retries),
             cache_resets: r(&self.cache_resets),
+            buffer_profiles: r(&self.buffer_profiles),
+            buffer_bytes: r(&self.buffer_bytes),
         }
     }
 }
 
-/// CPU time (user + system) this process has used, from `/proc/self/stat`.
+/// CPU time (user + system) this process has used, from `getrusage`
+/// (microseconds, where `/proc/self/stat` counts clock ticks).
 pub fn own_cpu_time() -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which may contain spaces, in parentheses.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
-    Some(std::time::Duration::from_nanos(
-        (utime + stime).saturating_mul(1_000_000_000 / ticks),
-    ))
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes to the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let micros = |t: libc::timeval| {
+        u64::try_from(t.tv_sec)
+            .ok()?
+            .checked_mul(1_000_000)?
+            .checked_add(u64::try_from(t.tv_usec).ok()?)
+    };
+    let total = micros(usage.ru_utime)?.checked_add(micros(usage.ru_stime)?)?;
+    Some(std::time::Duration::from_micros(total))
+}
+
+/// CPU time (user + system) the calling thread has used, with nanosecond
+/// resolution (`/proc` counts in clock ticks, too coarse for one window's
+/// work).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes to the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Resident memory of this process in bytes, from `/proc/self/statm`.

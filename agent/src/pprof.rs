@@ -1,11 +1,13 @@
-//! Builds one pprof message per series from a symbolized window, with the
-//! per-sample labels `pid` and `thread_name` that the shared model does not
-//! carry.
+//! Builds one pprof message per series and sample kind from a symbolized
+//! window, with the per-sample labels `pid` and `thread_name` that the
+//! shared model does not carry.
 //!
-//! Sample types are `samples/count` and `cpu/nanoseconds`; the period type
-//! is `cpu/nanoseconds` with period 1e9 / frequency. Locations keep their
-//! module (a pprof mapping with path and build ID) and offset; functions
-//! are interned by name and file.
+//! CPU profiles have sample types `samples/count` and `cpu/nanoseconds`;
+//! the period type is `cpu/nanoseconds` with period 1e9 / frequency.
+//! Allocation profiles have `alloc_objects/count` and `alloc_space/bytes`,
+//! estimates (each sample stands for `period` calls), and the period type
+//! `calls/count`. Locations keep their module (a pprof mapping with path
+//! and build ID) and offset; functions are interned by name and file.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,28 +15,31 @@ use std::sync::Arc;
 use firewatch_profile::pprof::proto;
 use hashbrown::HashMap;
 
-use crate::aggregate::{ANON, Frame, KERNEL, MARKER};
+use crate::aggregate::{ANON, Counts, Frame, KERNEL, MARKER, SampleKind};
 use crate::labels::Labels;
 use crate::sample::Window;
 use crate::symbolize::WindowNames;
 
-/// One series' profile for one window.
+/// One series' profile of one kind for one window.
 pub struct SeriesProfile {
     /// The series labels (`service_name`, `host`, ...).
     pub labels: Arc<Labels>,
+    /// CPU or allocations.
+    pub kind: SampleKind,
     /// The pprof message.
     pub profile: proto::Profile,
     /// Number of samples in it.
     pub samples: u64,
 }
 
-/// Builds the window's profiles, one per series, in series-id order.
+/// Builds the window's profiles, one per series and kind, in series-id
+/// order (a series' CPU profile before its allocation profile).
 pub fn build(w: &Window, names: &WindowNames, sample_labels: bool) -> Vec<SeriesProfile> {
-    let mut builders: HashMap<u32, Builder> = HashMap::new();
+    let mut builders: HashMap<(u32, SampleKind), Builder> = HashMap::new();
     for (key, counts) in w.agg.iter() {
         let b = builders
-            .entry(key.series)
-            .or_insert_with(|| Builder::new(w));
+            .entry((key.series, key.kind))
+            .or_insert_with(|| Builder::new(w, key.kind));
         let stack = w.agg.stack(key.stack);
         // With sample labels off, samples of one stack merge across threads
         // and processes, unless they hold JIT frames named per process.
@@ -80,23 +85,36 @@ pub fn build(w: &Window, names: &WindowNames, sample_labels: bool) -> Vec<Series
                 i
             }
         };
+        let values = values(key.kind, counts, w.alloc_period);
         if let Some(sample) = b.profile.sample.get_mut(slot) {
-            sample.value[0] =
-                sample.value[0].saturating_add(i64::try_from(counts.samples).unwrap_or(i64::MAX));
-            sample.value[1] =
-                sample.value[1].saturating_add(i64::try_from(counts.cpu_ns).unwrap_or(i64::MAX));
+            for (v, add) in sample.value.iter_mut().zip(values) {
+                *v = v.saturating_add(add);
+            }
         }
         b.total = b.total.saturating_add(counts.samples);
     }
-    let mut out: Vec<(u32, SeriesProfile)> = builders
+    let mut out: Vec<((u32, SampleKind), SeriesProfile)> = builders
         .into_iter()
-        .filter_map(|(series, b)| {
+        .filter_map(|((series, kind), b)| {
             let labels = Arc::clone(w.series.get(&series)?);
-            Some((series, b.finish(labels)))
+            Some(((series, kind), b.finish(labels, kind)))
         })
         .collect();
-    out.sort_by_key(|(series, _)| *series);
+    out.sort_by_key(|(key, _)| *key);
     out.into_iter().map(|(_, p)| p).collect()
+}
+
+/// A key's values in the order of its profile's sample types.
+fn values(kind: SampleKind, counts: &Counts, alloc_period: i64) -> [i64; 2] {
+    let v = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    match kind {
+        SampleKind::Cpu => [v(counts.samples), v(counts.value)],
+        // Each sampled call stands for `alloc_period` calls.
+        SampleKind::Alloc => [
+            v(counts.samples).saturating_mul(alloc_period),
+            v(counts.value).saturating_mul(alloc_period),
+        ],
+    }
 }
 
 struct Builder {
@@ -110,28 +128,35 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(w: &Window) -> Builder {
+    fn new(w: &Window, kind: SampleKind) -> Builder {
         let mut strings = StringTable::default();
-        let sample_type = vec![
-            proto::ValueType {
-                r#type: strings.intern("samples"),
-                unit: strings.intern("count"),
-            },
-            proto::ValueType {
-                r#type: strings.intern("cpu"),
-                unit: strings.intern("nanoseconds"),
-            },
-        ];
+        let (types, period_type, period, default) = match kind {
+            SampleKind::Cpu => (
+                [("samples", "count"), ("cpu", "nanoseconds")],
+                ("cpu", "nanoseconds"),
+                w.period_ns,
+                "cpu",
+            ),
+            SampleKind::Alloc => (
+                [("alloc_objects", "count"), ("alloc_space", "bytes")],
+                ("calls", "count"),
+                w.alloc_period,
+                "alloc_space",
+            ),
+        };
+        let mut value_type = |(t, unit): (&str, &str)| proto::ValueType {
+            r#type: strings.intern(t),
+            unit: strings.intern(unit),
+        };
+        let sample_type = types.into_iter().map(&mut value_type).collect();
+        let period_type = Some(value_type(period_type));
         let profile = proto::Profile {
             sample_type,
             time_nanos: w.start_ns,
             duration_nanos: w.duration_ns,
-            period_type: Some(proto::ValueType {
-                r#type: strings.intern("cpu"),
-                unit: strings.intern("nanoseconds"),
-            }),
-            period: w.period_ns,
-            default_sample_type: strings.intern("cpu"),
+            period_type,
+            period,
+            default_sample_type: strings.intern(default),
             ..proto::Profile::default()
         };
         Builder {
@@ -233,10 +258,11 @@ impl Builder {
         id
     }
 
-    fn finish(mut self, labels: Arc<Labels>) -> SeriesProfile {
+    fn finish(mut self, labels: Arc<Labels>, kind: SampleKind) -> SeriesProfile {
         self.profile.string_table = self.strings.strings;
         SeriesProfile {
             labels,
+            kind,
             profile: self.profile,
             samples: self.total,
         }

@@ -154,6 +154,7 @@ impl Symbolizer {
         }
         for (module, mut addrs) in by_module {
             addrs.sort_unstable();
+            let t0 = crate::metrics::thread_cpu_time();
             let resolved = match module {
                 MARKER => addrs.iter().map(|&a| self.marker(a)).collect(),
                 KERNEL => self.kernel(&addrs),
@@ -165,6 +166,13 @@ impl Symbolizer {
                         .collect(),
                 },
             };
+            let cpu = crate::metrics::thread_cpu_time().saturating_sub(t0);
+            tracing::debug!(
+                module = module_name(w, module),
+                frames = addrs.len(),
+                cpu_us = u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX),
+                "symbolized"
+            );
             for (addr, r) in addrs.into_iter().zip(resolved) {
                 self.cache.insert(Frame { module, addr }, r);
             }
@@ -228,6 +236,9 @@ impl Symbolizer {
     }
 
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Arc<Resolved>> {
+        // blazesym reads and parses /proc/kallsyms once per symbolizer (its
+        // cache is keyed by the file's metadata, which procfs keeps stable)
+        // and looks addresses up in that table afterwards.
         let src = Source::Kernel(Kernel {
             kallsyms: MaybeDefault::Default,
             vmlinux: MaybeDefault::None,
@@ -235,7 +246,7 @@ impl Symbolizer {
             debug_syms: false,
             ..Kernel::default()
         });
-        self.blaze_resolved(&src, Input::AbsAddr(addrs), "[kernel.kallsyms]")
+        self.blaze_resolved(&src, Input::AbsAddr(addrs), KERNEL_MODULE)
     }
 
     fn module(&mut self, info: &ModuleInfo, offsets: &[u64]) -> Vec<Arc<Resolved>> {
@@ -381,6 +392,21 @@ impl Symbolizer {
     }
 }
 
+/// The module name of kernel frames no symbol names.
+const KERNEL_MODULE: &str = "[kernel.kallsyms]";
+
+/// A module's name for logs.
+fn module_name(w: &Window, module: u32) -> &str {
+    match module {
+        KERNEL => KERNEL_MODULE,
+        MARKER => "[marker]",
+        _ => w
+            .modules
+            .get(&module)
+            .map_or("[unknown]", |m| m.name.as_str()),
+    }
+}
+
 /// Hands freed heap pages back to the system after caches were dropped.
 fn release_free_memory() {
     #[cfg(target_env = "gnu")]
@@ -400,7 +426,7 @@ fn new_blaze() -> blazesym::symbolize::Symbolizer {
 }
 
 /// A blazesym result as (name, file, line), innermost first.
-fn lines_of(s: Symbolized<'_>) -> Option<Vec<(String, String, u32)>> {
+pub(crate) fn lines_of(s: Symbolized<'_>) -> Option<Vec<(String, String, u32)>> {
     let sym = s.into_sym()?;
     let file_of = |ci: Option<&blazesym::symbolize::CodeInfo<'_>>| {
         ci.map(|c| {

@@ -201,6 +201,23 @@ impl ElfImage {
         out
     }
 
+    /// The file offset of a function the dynamic symbol table exports
+    /// (`malloc` in libc): where a uprobe goes. The symbol's address minus
+    /// its segment's address, plus the segment's file offset.
+    pub fn exported_function_offset(&self, name: &str) -> Option<u64> {
+        use object::{ObjectSymbol, SymbolKind};
+        let elf = ElfFile64::<object::Endianness>::parse(&**self.backing).ok()?;
+        let addr = elf
+            .dynamic_symbols()
+            .find(|s| s.is_definition() && s.kind() == SymbolKind::Text && s.name() == Ok(name))?
+            .address();
+        let segment = self
+            .segments
+            .iter()
+            .find(|s| s.exec && addr >= s.vaddr && addr - s.vaddr < s.filesz)?;
+        Some(addr - segment.vaddr + segment.offset)
+    }
+
     /// The load bias of a mapping of this file: the address where virtual
     /// address 0 of the file would be, given the mapping's start and file offset.
     pub fn bias(&self, start: u64, pgoff: u64) -> u64 {
@@ -337,6 +354,20 @@ mod tests {
         let image = ElfImage::from_file(&file).expect("an ELF file");
         assert!(image.eh_frame.is_some() && image.eh_frame_hdr.is_some());
         assert!(!image.segments.is_empty());
+    }
+
+    #[test]
+    fn exported_functions_have_file_offsets_in_an_executable_segment() {
+        let vdso = read_own_vdso().expect("a vDSO");
+        let offset = vdso
+            .exported_function_offset("__vdso_clock_gettime")
+            .expect("the vDSO exports clock_gettime");
+        assert!(
+            vdso.segments
+                .iter()
+                .any(|s| s.exec && offset >= s.offset && offset < s.offset + s.filesz)
+        );
+        assert_eq!(vdso.exported_function_offset("no_such_function"), None);
     }
 
     #[test]

@@ -14,13 +14,14 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::http::{self, Params};
 use crate::ingest::limits::{is_valid_label_name, truncated};
@@ -52,10 +53,9 @@ pub struct AnnotationList {
 /// `POST /api/annotations`.
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Tenant(tenant): Tenant,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Annotation>), ApiError> {
-    let tenant = http::tenant(&headers)?;
     let body = http::body(body, state.limits.max_body_bytes)?;
     let new = parse_annotation(&body, tenant, now_ms())?;
     let stored = state.store.annotate(new).await?;
@@ -65,11 +65,10 @@ async fn create(
 /// `GET /api/annotations`.
 async fn list(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<AnnotationList>, ApiError> {
     let params = Params::from_uri(&uri)?;
-    let tenant = http::tenant(&headers)?;
     // Only the matchers matter; the profile type of `app.cpu` is ignored,
     // and the default one only lets the `{...}` form parse.
     let matchers = match params.get("query") {

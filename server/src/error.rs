@@ -4,7 +4,7 @@
 //! the push API wraps the same errors as Connect errors ([`ConnectError`]).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 
@@ -36,6 +36,21 @@ pub enum ApiError {
     /// The tenant reached its series limit.
     #[error("{0}")]
     TooManySeries(String),
+    /// No credentials, or a token the server does not know (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known token whose scope or tenant does not allow the request (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The tenant is over its ingest rate; the client should come back
+    /// after `retry_after_secs` (429 with `Retry-After`).
+    #[error("{message}")]
+    RateLimited {
+        /// Names the limit and the wait.
+        message: String,
+        /// Seconds until the request would be admitted.
+        retry_after_secs: u64,
+    },
     /// Storage is unreachable or shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -58,10 +73,61 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManySeries(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManySeries(_) | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// A short name of the kind of error, the `reason` of the rejection
+    /// metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Query(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unprocessable(_) => "over_limit",
+            ApiError::TooManySeries(_) => "series_limit",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// Headers the status calls for: the challenge of a 401, the wait of a 429.
+    fn headers(&self, response: &mut Response) {
+        match self {
+            ApiError::Unauthorized(_) => {
+                // Bearer for API clients; Basic too, so a browser opening
+                // the UI asks for the token (any user name, the token as
+                // password) and sends it with every request of the page.
+                for challenge in [
+                    "Bearer realm=\"firewatch\"",
+                    "Basic realm=\"firewatch\", charset=\"UTF-8\"",
+                ] {
+                    response.headers_mut().append(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    );
+                }
+            }
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(Rejection(self.kind()));
     }
 
     fn log(&self) {
@@ -84,6 +150,15 @@ impl ApiError {
             ApiError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(wrap(m)),
             ApiError::Unprocessable(m) => ApiError::Unprocessable(wrap(m)),
             ApiError::TooManySeries(m) => ApiError::TooManySeries(wrap(m)),
+            ApiError::Unauthorized(m) => ApiError::Unauthorized(wrap(m)),
+            ApiError::Forbidden(m) => ApiError::Forbidden(wrap(m)),
+            ApiError::RateLimited {
+                message,
+                retry_after_secs,
+            } => ApiError::RateLimited {
+                message: wrap(message),
+                retry_after_secs,
+            },
             ApiError::Unavailable(m) => ApiError::Unavailable(wrap(m)),
             ApiError::Internal(m) => ApiError::Internal(wrap(m)),
         }
@@ -108,7 +183,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::LimitExceeded { .. } => ApiError::TooManySeries(e.to_string()),
-            StoreError::Closed => ApiError::Unavailable(e.to_string()),
+            StoreError::Closed | StoreError::Contended => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -120,11 +195,18 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
+/// The kind of error a response carries ([`ApiError::kind`]), left in its
+/// extensions for the request metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejection(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
         let body = serde_json::json!({ "error": self.to_string() });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        self.headers(&mut response);
+        response
     }
 }
 
@@ -135,7 +217,9 @@ impl IntoResponse for ApiError {
 /// Every client error is `invalid_argument` (400), oversized bodies
 /// included: Pyroscope answers the same, and its clients retry 429 and 5xx
 /// answers, which would only resend a profile that can never be accepted.
-/// A tenant over its series limit is `resource_exhausted` (429).
+/// A tenant over its series limit or ingest rate is `resource_exhausted`
+/// (429); missing or unknown credentials are `unauthenticated` (401), a
+/// token without the right scope or tenant `permission_denied` (403).
 #[derive(Debug)]
 pub struct ConnectError(pub ApiError);
 
@@ -149,7 +233,11 @@ impl ConnectError {
     /// The Connect code and its HTTP status.
     pub fn code(&self) -> (&'static str, StatusCode) {
         match &self.0 {
-            ApiError::TooManySeries(_) => ("resource_exhausted", StatusCode::TOO_MANY_REQUESTS),
+            ApiError::TooManySeries(_) | ApiError::RateLimited { .. } => {
+                ("resource_exhausted", StatusCode::TOO_MANY_REQUESTS)
+            }
+            ApiError::Unauthorized(_) => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            ApiError::Forbidden(_) => ("permission_denied", StatusCode::FORBIDDEN),
             ApiError::Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             ApiError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             _ => ("invalid_argument", StatusCode::BAD_REQUEST),
@@ -162,6 +250,8 @@ impl IntoResponse for ConnectError {
         self.0.log();
         let (code, status) = self.code();
         let body = serde_json::json!({ "code": code, "message": self.0.to_string() });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        self.0.headers(&mut response);
+        response
     }
 }

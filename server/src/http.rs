@@ -1,5 +1,7 @@
 //! Request plumbing shared by the ingest and query handlers: the tenant
-//! header, query parameters, and request bodies within limits.
+//! header, query parameters, and request bodies within limits. (Handlers
+//! read their tenant as [`crate::auth::Tenant`], which the authentication
+//! middleware resolves from the header and the token.)
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -14,17 +16,24 @@ pub const TENANT_HEADER: &str = "x-scope-orgid";
 /// Longest tenant id accepted.
 pub const MAX_TENANT_LENGTH: usize = 150;
 
-/// The tenant of a request: its `X-Scope-OrgID` header, or "" (the default
-/// tenant) without one. Ids are at most 150 bytes of ASCII letters, digits
-/// and `!-_.*'()`, and neither `.` nor `..`.
-pub fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
+/// The tenant a request names in its `X-Scope-OrgID` header, if any (an
+/// empty header names none).
+pub fn requested_tenant(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(TENANT_HEADER) else {
-        return Ok(String::new());
+        return Ok(None);
     };
     let id = value
         .to_str()
-        .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not ASCII text"))?
-        .trim();
+        .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not ASCII text"))?;
+    let id = check_tenant(id)?;
+    Ok((!id.is_empty()).then_some(id))
+}
+
+/// Checks a tenant id: at most 150 bytes of ASCII letters, digits and
+/// `!-_.*'()`, and neither `.` nor `..` (surrounding spaces are dropped;
+/// "" is the default tenant).
+pub fn check_tenant(id: &str) -> Result<String, ApiError> {
+    let id = id.trim();
     if id.len() > MAX_TENANT_LENGTH {
         return Err(ApiError::bad_request(format!(
             "X-Scope-OrgID is {} bytes, over the limit of {MAX_TENANT_LENGTH}",
@@ -175,18 +184,23 @@ mod tests {
     #[test]
     fn tenants() {
         let mut h = HeaderMap::new();
-        assert_eq!(tenant(&h).unwrap(), "");
+        assert_eq!(requested_tenant(&h).unwrap(), None);
         h.insert(TENANT_HEADER, HeaderValue::from_static("team-a_1"));
-        assert_eq!(tenant(&h).unwrap(), "team-a_1");
+        assert_eq!(requested_tenant(&h).unwrap().as_deref(), Some("team-a_1"));
         for bad in ["..", "a/b", "a b"] {
             h.insert(TENANT_HEADER, HeaderValue::from_str(bad).unwrap());
-            assert!(tenant(&h).is_err(), "{bad}");
+            assert!(requested_tenant(&h).is_err(), "{bad}");
         }
         h.insert(
             TENANT_HEADER,
             HeaderValue::from_str(&"x".repeat(151)).unwrap(),
         );
-        assert!(tenant(&h).unwrap_err().to_string().contains("150"));
+        assert!(
+            requested_tenant(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("150")
+        );
     }
 
     #[test]

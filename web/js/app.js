@@ -238,6 +238,7 @@ function drawTable(tree, meta) {
       update({ sort: key, dir });
     },
     onPick: (name) => update({ view: 'sandwich', fn: name }),
+    onFind: (name) => update({ view: 'flame', search: name, zoom: '' }),
   });
 }
 

@@ -15,7 +15,7 @@ const COLUMNS = [
  * Fills `table` with `rows` ({name, self, total}) sorted by `sort`/`dir`
  * and filtered by `filter`; `onSort(key)` and `onPick(name)` report clicks.
  */
-export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSort, onPick }) {
+export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSort, onPick, onFind }) {
   const test = matcher(filter ?? '');
   const shown = test ? rows.filter((r) => test(r.name)) : rows.slice();
   const sign = dir === 'asc' ? 1 : -1;
@@ -51,7 +51,14 @@ export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSo
     link.textContent = r.name;
     link.title = `Show callers and callees of ${r.name}`;
     link.addEventListener('click', () => onPick(r.name));
-    name.append(link);
+    const find = document.createElement('button');
+    find.type = 'button';
+    find.className = 'find';
+    find.textContent = '⌕';
+    find.title = `Highlight ${r.name} in the flamegraph`;
+    find.setAttribute('aria-label', find.title);
+    find.addEventListener('click', () => onFind(r.name));
+    name.append(find, ' ', link);
     row.append(name, valueCell(r.self, numTicks, meta), valueCell(r.total, numTicks, meta));
     tbody.append(row);
   }

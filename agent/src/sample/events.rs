@@ -1,4 +1,6 @@
-//! Opening one sampling perf event per online CPU, for every process.
+//! Opening sampling perf events: one per online CPU for every process
+//! ([`open`]), or per thread and CPU for one process ([`open_process`]:
+//! the embedded profiler's CPU, and the allocation probes).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -24,6 +26,9 @@ pub enum EventKind {
 pub struct CpuEvents {
     /// The samplers with their ring buffers, one per CPU.
     pub samplers: Vec<perf_event::Sampler>,
+    /// Events of one process's other threads, writing into the sampler of
+    /// their CPU (own-process scope only).
+    pub followers: Vec<perf_event::Counter>,
     /// The event used.
     pub kind: EventKind,
     /// Which optional fields samples carry.
@@ -43,11 +48,18 @@ pub struct EventOptions {
     pub kernel_stacks: bool,
     /// Force `cpu-clock` even where hardware cycles exist.
     pub force_cpu_clock: bool,
+    /// Sample only this process's threads, in user space (what
+    /// `perf_event_paranoid` <= 2 allows without privilege), instead of
+    /// every process.
+    pub own_process: Option<u32>,
 }
 
 /// Opens the events on every online CPU: hardware cycles if the host has
 /// them, else `cpu-clock`.
 pub fn open(opts: &EventOptions) -> Result<CpuEvents> {
+    if let Some(pid) = opts.own_process {
+        return open_own_process(opts, pid);
+    }
     let cpus = online_cpus().map_err(Error::Cpus)?;
     let first = *cpus
         .first()
@@ -84,12 +96,293 @@ pub fn open(opts: &EventOptions) -> Result<CpuEvents> {
     }
     Ok(CpuEvents {
         samplers,
+        followers: Vec::new(),
         kind,
         layout: SampleLayout {
+            period: true,
             callchain: opts.kernel_stacks,
             user_regs: USER_REGS_COUNT,
         },
     })
+}
+
+/// `PERF_EVENT_IOC_SET_OUTPUT`: send an event's records to another event's
+/// ring buffer (same CPU).
+const PERF_EVENT_IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
+
+/// How often a sampling event samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// About this many samples per second (the kernel adjusts the period).
+    Frequency(u32),
+    /// One sample every this many events.
+    Period(u64),
+}
+
+/// What each event of [`open_process`] records.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskSampling {
+    /// Frequency or period. Samples carry their period only with a
+    /// frequency: with a fixed period, a software or probe event asked for
+    /// its period writes a sample at every event (the kernel's
+    /// `perf_swevent_event`), whatever the period.
+    pub sampling: Sampling,
+    /// The `REGS_USER` mask.
+    pub regs_mask: u64,
+    /// Bytes of user stack copied per sample.
+    pub stack_bytes: u32,
+    /// Also record `MMAP2`, `COMM`, `FORK` and `EXIT`: needed when no
+    /// host-wide event reports them (the embedded profiler's own process).
+    pub side_band: bool,
+    /// Follow the threads and child processes created later (`inherit`).
+    /// Not for uprobes: to copy a uprobe event into a new task the kernel
+    /// reads the probe's path again, at the address the opener gave, in
+    /// the memory of the task that clones; that fails, and so does the
+    /// task's `clone` (EFAULT): the traced program could no longer start a
+    /// thread.
+    pub inherit: bool,
+    /// Leave a thread when it execs, so that a probe does not follow a
+    /// process into another program.
+    pub remove_on_exec: bool,
+}
+
+/// Where the events of [`open_process`] write their records.
+#[derive(Clone, Copy)]
+pub enum Output<'a> {
+    /// Per CPU, the main thread's event owns a new ring of this many bytes.
+    NewRings(usize),
+    /// Into existing rings, one per CPU, in the order of the CPUs given.
+    Into(&'a [perf_event::Sampler]),
+}
+
+/// The events [`open_process`] opened.
+#[derive(Default)]
+pub struct ProcessEvents {
+    /// Ring owners, one per CPU (none with [`Output::Into`]).
+    pub samplers: Vec<perf_event::Sampler>,
+    /// Every other event with its thread id, its records redirected into
+    /// the ring of its CPU.
+    pub followers: Vec<(u32, perf_event::Counter)>,
+}
+
+/// Opens `event()` on every thread of `pid`, on each of `cpus`, disabled.
+///
+/// Each event is a per-task event on one CPU. Per CPU, either the main
+/// thread's event owns a new ring and the other threads' events write into
+/// it, or every event writes into a ring given: only events of the same
+/// CPU may share a ring. With [`TaskSampling::inherit`], threads and child
+/// processes created later are followed into the same rings (a per-task
+/// event on any CPU would need no more than one descriptor per thread, but
+/// the kernel refuses to map the ring of an inherited per-task event);
+/// without it, [`open_thread`] adds threads as they appear. A thread that
+/// ends while its events are opened is skipped; the main thread's failure
+/// is an error.
+pub fn open_process<E: Event>(
+    pid: u32,
+    cpus: &[usize],
+    event: impl Fn() -> E,
+    spec: &TaskSampling,
+    output: Output<'_>,
+) -> Result<ProcessEvents> {
+    let threads: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&tid| tid != pid)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = ProcessEvents::default();
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let mut b = task_builder(spec, pid, cpu, event());
+        if let Output::NewRings(bytes) = output {
+            // The agent drains on a timer; the watermark serves callers of
+            // `Sampler::wait`.
+            b.wakeup_watermark(bytes / 2);
+        }
+        let main = b.build().map_err(open_error(cpu))?;
+        let ring = match output {
+            Output::NewRings(bytes) => {
+                out.samplers
+                    .push(main.sampled(bytes).map_err(open_error(cpu))?);
+                out.samplers.last()
+            }
+            Output::Into(rings) => {
+                let ring = ring_of(rings, i, cpu)?;
+                redirect(&main, ring).map_err(open_error(cpu))?;
+                out.followers.push((pid, main));
+                Some(ring)
+            }
+        };
+        let Some(ring) = ring else {
+            continue;
+        };
+        for &tid in &threads {
+            let counter = match task_builder(spec, tid, cpu, event()).build() {
+                Ok(counter) => counter,
+                // A thread may end between the listing and here.
+                Err(e) => {
+                    tracing::debug!(pid, tid, cpu, error = %e, "no event on a thread");
+                    continue;
+                }
+            };
+            redirect(&counter, ring).map_err(open_error(cpu))?;
+            out.followers.push((tid, counter));
+        }
+    }
+    Ok(out)
+}
+
+/// Opens `event()` on one thread, on each of `cpus`, disabled, writing
+/// into `rings` (one per CPU): a thread that appeared after
+/// [`open_process`] without [`TaskSampling::inherit`].
+pub fn open_thread<E: Event>(
+    tid: u32,
+    cpus: &[usize],
+    event: impl Fn() -> E,
+    spec: &TaskSampling,
+    rings: &[perf_event::Sampler],
+) -> Result<Vec<perf_event::Counter>> {
+    let mut out = Vec::with_capacity(cpus.len());
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let ring = ring_of(rings, i, cpu)?;
+        let counter = task_builder(spec, tid, cpu, event())
+            .build()
+            .map_err(open_error(cpu))?;
+        redirect(&counter, ring).map_err(open_error(cpu))?;
+        out.push(counter);
+    }
+    Ok(out)
+}
+
+fn ring_of(rings: &[perf_event::Sampler], i: usize, cpu: usize) -> Result<&perf_event::Sampler> {
+    rings.get(i).ok_or_else(|| Error::PerfOpen {
+        cpu,
+        source: io::Error::new(io::ErrorKind::NotFound, "no ring for this CPU"),
+    })
+}
+
+/// The error for a failure to open or link an event on `cpu`.
+fn open_error(cpu: usize) -> impl Fn(io::Error) -> Error {
+    move |source| match is_permission(&source) {
+        true => permission_error(),
+        false => Error::PerfOpen { cpu, source },
+    }
+}
+
+/// Sends the records of `event` to the ring of `ring` (same CPU).
+fn redirect(event: &perf_event::Counter, ring: &perf_event::Sampler) -> io::Result<()> {
+    // SAFETY: both descriptors are open perf events owned by the caller's
+    // values; the ioctl only links them.
+    let rc = unsafe {
+        libc::ioctl(
+            event.as_raw_fd(),
+            PERF_EVENT_IOC_SET_OUTPUT as _,
+            ring.as_raw_fd(),
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Rings that record nothing themselves, one per CPU: the events of
+/// [`open_process`] with [`Output::Into`] write into them, whichever
+/// process they follow, so processes can come and go without a ring of
+/// their own. Needs the right to observe every process (root or
+/// `CAP_PERFMON`), as the host agent has.
+pub fn open_rings(cpus: &[usize], ring_bytes: usize) -> Result<Vec<perf_event::Sampler>> {
+    cpus.iter()
+        .map(|&cpu| {
+            let mut b = Builder::new(Software::DUMMY);
+            b.any_pid().one_cpu(cpu).wakeup_watermark(ring_bytes / 2);
+            b.build()
+                .and_then(|c| c.sampled(ring_bytes))
+                .map_err(open_error(cpu))
+        })
+        .collect()
+}
+
+/// The embedded profiler's own process: hardware cycles where the host has
+/// them, else `cpu-clock`, into one new ring per CPU.
+fn open_own_process(opts: &EventOptions, pid: u32) -> Result<CpuEvents> {
+    let cpus = online_cpus().map_err(Error::Cpus)?;
+    let first = *cpus
+        .first()
+        .ok_or_else(|| Error::Cpus(io::Error::new(io::ErrorKind::NotFound, "no online CPU")))?;
+    let spec = TaskSampling {
+        sampling: Sampling::Frequency(opts.frequency),
+        regs_mask: USER_REGS_MASK,
+        stack_bytes: opts.stack_bytes,
+        side_band: true,
+        inherit: true,
+        remove_on_exec: false,
+    };
+    let mut kind = if opts.force_cpu_clock {
+        EventKind::CpuClock
+    } else {
+        EventKind::Cycles
+    };
+    if kind == EventKind::Cycles
+        && let Err(e) = task_builder(&spec, pid, first, Hardware::CPU_CYCLES).build()
+    {
+        if is_permission(&e) {
+            return Err(permission_error());
+        }
+        tracing::info!("hardware cycles unavailable ({e}); sampling with cpu-clock");
+        kind = EventKind::CpuClock;
+    }
+    let output = Output::NewRings(opts.ring_bytes);
+    let events = match kind {
+        EventKind::Cycles => open_process(pid, &cpus, || Hardware::CPU_CYCLES, &spec, output),
+        EventKind::CpuClock => open_process(pid, &cpus, || Software::CPU_CLOCK, &spec, output),
+    }?;
+    Ok(CpuEvents {
+        samplers: events.samplers,
+        followers: events.followers.into_iter().map(|(_, e)| e).collect(),
+        kind,
+        layout: SampleLayout {
+            period: true,
+            callchain: false,
+            user_regs: USER_REGS_COUNT,
+        },
+    })
+}
+
+fn task_builder(spec: &TaskSampling, tid: u32, cpu: usize, event: impl Event) -> Builder<'static> {
+    let mut flags = SampleFlag::IP
+        | SampleFlag::TID
+        | SampleFlag::TIME
+        | SampleFlag::CPU
+        | SampleFlag::REGS_USER
+        | SampleFlag::STACK_USER;
+    if let Sampling::Frequency(_) = spec.sampling {
+        flags |= SampleFlag::PERIOD;
+    }
+    let mut b = Builder::new(event);
+    b.observe_pid(tid as libc::pid_t)
+        .one_cpu(cpu)
+        .inherit(spec.inherit)
+        .exclude_kernel(true)
+        .exclude_hv(true)
+        .sample(flags)
+        .sample_regs_user(spec.regs_mask)
+        .sample_stack_user(spec.stack_bytes)
+        .sample_id_all(true)
+        .remove_on_exec(spec.remove_on_exec);
+    match spec.sampling {
+        Sampling::Frequency(hz) => b.sample_frequency(u64::from(hz)),
+        Sampling::Period(n) => b.sample_period(n),
+    };
+    if spec.side_band {
+        b.mmap(true)
+            .mmap2(true)
+            .comm(true)
+            .comm_exec(true)
+            .task(true);
+    }
+    b
 }
 
 fn open_one(opts: &EventOptions, cpu: usize, event: impl Event) -> io::Result<perf_event::Sampler> {
@@ -118,7 +411,9 @@ fn open_one(opts: &EventOptions, cpu: usize, event: impl Event) -> io::Result<pe
         .comm_exec(true)
         .task(true)
         .sample_id_all(true)
-        .wakeup_watermark(opts.ring_bytes / 4);
+        // The agent drains on a timer (see `agent.rs`); the watermark only
+        // serves callers of `Sampler::wait`.
+        .wakeup_watermark(opts.ring_bytes / 2);
     if opts.kernel_stacks {
         b.exclude_callchain_user(true).sample_max_stack(max_stack());
     }
@@ -132,11 +427,18 @@ impl CpuEvents {
             s.enable()
                 .map_err(|source| Error::PerfOpen { cpu, source })?;
         }
+        for f in &mut self.followers {
+            f.enable()
+                .map_err(|source| Error::PerfOpen { cpu: 0, source })?;
+        }
         Ok(())
     }
 
     /// Stops sampling on every CPU (records already written stay readable).
     pub fn disable(&mut self) {
+        for f in &mut self.followers {
+            let _ = f.disable();
+        }
         for s in &mut self.samplers {
             let _ = s.disable();
         }

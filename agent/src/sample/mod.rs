@@ -6,11 +6,18 @@
 //! sample: records are parsed in place, stacks are unwound into a reused
 //! buffer, and the aggregate keeps its capacity between windows.
 //! `/proc` is read only when a process, thread or mapping is first seen.
+//!
+//! Allocation samples of probed processes ([`alloc`]) come through rings
+//! of their own, drained in the same pass and turned into stacks by the
+//! same process, module and unwinding state.
 
+pub mod alloc;
 pub mod events;
 pub mod modules;
 pub mod procs;
 pub mod record;
+mod records;
+pub mod uprobe;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,17 +25,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hashbrown::{HashMap, HashSet};
 
 use crate::aggregate::{
-    ANON, Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, MARK_TRUNCATED, MARKER,
+    ANON, Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, MARK_TRUNCATED, MARKER, SampleKind,
 };
 use crate::config::Config;
 use crate::error::Result;
 use crate::labels::{Labeler, Labels, SeriesTable};
 use crate::metrics::Metrics;
 use crate::unwind::{self, Ending, UnwindCache};
+use alloc::{AllocEvents, AllocState};
 use events::{CpuEvents, EventKind, EventOptions};
 use modules::{ModuleInfo, Modules};
 use procs::{Mapping, Process, Threads};
-use record::{Record, Sample, SampleLayout};
+use record::{Sample, SampleLayout};
 
 /// Addresses at or above this are kernel addresses on x86_64.
 const KERNEL_START: u64 = 0xffff_8000_0000_0000;
@@ -47,6 +55,8 @@ pub struct Window {
     pub duration_ns: i64,
     /// Nominal sampling period (1e9 / frequency), in nanoseconds.
     pub period_ns: i64,
+    /// Allocation calls per allocation sample.
+    pub alloc_period: i64,
     /// The samples.
     pub agg: Aggregate,
     /// Every module the stacks refer to.
@@ -60,10 +70,19 @@ pub struct Window {
 /// Perf events on every CPU and everything needed to turn samples into stacks.
 pub struct Sampler {
     events: CpuEvents,
+    alloc: Option<AllocEvents>,
     scratch: Vec<u8>,
-    // Timestamp of the next record of each CPU's ring, if any.
+    // Timestamp of the next record of each ring (the CPU rings, then the
+    // allocation rings), if any.
     heads: Vec<Option<u64>>,
     state: State,
+}
+
+/// Which events a ring holds records of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Cpu,
+    Alloc,
 }
 
 struct State {
@@ -85,6 +104,7 @@ struct State {
     metrics: Arc<Metrics>,
     window_start: SystemTime,
     max_frames: usize,
+    alloc: AllocState,
 }
 
 fn new_aggregate(max_frames: usize) -> Aggregate {
@@ -108,8 +128,9 @@ impl Sampler {
             frequency: config.frequency,
             stack_bytes: config.stack_bytes,
             ring_bytes: config.ring_buffer_size(),
-            kernel_stacks: config.kernel_stacks,
+            kernel_stacks: config.kernel_stacks && !config.own_process,
             force_cpu_clock,
+            own_process: config.own_process.then(std::process::id),
         })?;
         let labeler = Labeler::new(config);
         let mut series = SeriesTable::default();
@@ -133,9 +154,23 @@ impl Sampler {
             metrics,
             window_start: SystemTime::now(),
             max_frames: config.max_frames_per_window,
+            alloc: AllocState {
+                every: config.alloc.every,
+                ..AllocState::default()
+            },
         };
+        let mut alloc = AllocEvents::open(config)?;
         events.enable()?;
         state.seed();
+        if let Some(alloc) = &mut alloc {
+            alloc.rescan(&mut state);
+            tracing::info!(
+                processes = alloc.process_count(),
+                events = alloc.event_count(),
+                every = config.alloc.every,
+                "allocation probes"
+            );
+        }
         tracing::info!(
             cpus = events.samplers.len(),
             event = ?events.kind,
@@ -143,9 +178,11 @@ impl Sampler {
             modules = state.modules.len(),
             "sampling"
         );
+        let rings = events.samplers.len() + alloc.as_mut().map_or(0, |a| a.rings_mut().len());
         Ok(Sampler {
-            heads: vec![None; events.samplers.len()],
+            heads: vec![None; rings],
             events,
+            alloc,
             scratch: Vec::with_capacity(MAX_RECORD_BYTES),
             state,
         })
@@ -167,16 +204,18 @@ impl Sampler {
     pub fn drain(&mut self) -> usize {
         let Sampler {
             events,
+            alloc,
             scratch,
             heads,
             state,
         } = self;
-        let samplers = &mut events.samplers;
-        for (head, sampler) in heads.iter_mut().zip(samplers.iter_mut()) {
-            *head = peek_time(sampler);
+        let cpu_rings = &mut events.samplers[..];
+        let alloc_rings = alloc.as_mut().map_or(&mut [][..], AllocEvents::rings_mut);
+        for (i, head) in heads.iter_mut().enumerate() {
+            *head = ring(cpu_rings, alloc_rings, i).and_then(|(r, _)| peek_time(r));
         }
         let mut n = 0;
-        for _ in 0..MAX_RECORDS_PER_DRAIN * samplers.len() {
+        for _ in 0..MAX_RECORDS_PER_DRAIN * heads.len() {
             let oldest = heads
                 .iter()
                 .enumerate()
@@ -185,34 +224,49 @@ impl Sampler {
             let Some((_, i)) = oldest else {
                 break;
             };
-            let (Some(sampler), Some(head)) = (samplers.get_mut(i), heads.get_mut(i)) else {
+            let (Some((sampler, source)), Some(head)) =
+                (ring(cpu_rings, alloc_rings, i), heads.get_mut(i))
+            else {
                 break;
             };
             if let Some(rec) = sampler.next_record() {
                 let (ty, misc) = (rec.ty(), rec.misc());
-                let body: &[u8] = match rec.data() {
-                    [one] => one,
-                    [a, b] => {
-                        // The record wraps around the end of the ring: join
-                        // the halves in a buffer sized for the largest record.
-                        scratch.clear();
-                        scratch.extend_from_slice(a);
-                        scratch.extend_from_slice(b);
-                        scratch
-                    }
-                    _ => &[],
-                };
-                state.handle(ty, misc, body);
                 n += 1;
+                // Before joining a wrapped record: most samples on a busy
+                // host may be of processes not profiled.
+                let first = rec.data().first().copied().unwrap_or_default();
+                if source == Source::Alloc || !state.skip_excluded(ty, first) {
+                    let body: &[u8] = match rec.data() {
+                        [one] => one,
+                        [a, b] => {
+                            // The record wraps around the end of the ring: join
+                            // the halves in a buffer sized for the largest record.
+                            scratch.clear();
+                            scratch.extend_from_slice(a);
+                            scratch.extend_from_slice(b);
+                            scratch
+                        }
+                        _ => &[],
+                    };
+                    state.handle(ty, misc, body, source);
+                }
             }
             *head = peek_time(sampler);
+        }
+        if let Some(alloc) = alloc {
+            alloc.follow_threads(state);
         }
         n
     }
 
-    /// Ends the current window and starts the next one.
+    /// Ends the current window and starts the next one; then probes the
+    /// allocations of processes that started matching since the last cut.
     pub fn cut_window(&mut self) -> Window {
-        self.state.cut_window()
+        let window = self.state.cut_window();
+        if let Some(alloc) = &mut self.alloc {
+            alloc.rescan(&mut self.state);
+        }
+        window
     }
 
     /// Returns a window's aggregate for reuse, so windows do not allocate anew.
@@ -224,6 +278,25 @@ impl Sampler {
     /// Stops sampling; records already written can still be drained.
     pub fn disable(&mut self) {
         self.events.disable();
+        if let Some(alloc) = &mut self.alloc {
+            alloc.disable();
+        }
+    }
+
+    /// Number of allocation probe events open (0 when allocation sampling
+    /// is off).
+    pub fn alloc_event_count(&self) -> usize {
+        self.alloc.as_ref().map_or(0, AllocEvents::event_count)
+    }
+
+    /// Allocation samples turned into stacks so far.
+    pub fn alloc_sample_count(&self) -> u64 {
+        self.state.alloc.samples
+    }
+
+    /// Number of processes whose allocations are probed.
+    pub fn alloc_process_count(&self) -> usize {
+        self.alloc.as_ref().map_or(0, AllocEvents::process_count)
     }
 
     /// Number of processes tracked.
@@ -248,96 +321,6 @@ impl State {
             mappings: procs::read_maps(pid, &mut self.modules),
             comm: procs::read_comm(&format!("/proc/{pid}/comm")).unwrap_or_default(),
             ..Process::default()
-        }
-    }
-
-    fn handle(&mut self, ty: u32, misc: u16, body: &[u8]) {
-        match record::parse(ty, misc, body, &self.layout) {
-            None => Metrics::add(&self.metrics.records_malformed, 1),
-            Some(Record::Sample(s)) => self.on_sample(&s),
-            Some(Record::Mmap2(m)) => {
-                if m.prot & libc::PROT_EXEC as u32 == 0
-                    || self.labeler.wanted_by_pid(m.pid) == Some(false)
-                {
-                    return;
-                }
-                let path = String::from_utf8_lossy(m.filename);
-                let end = m.start.saturating_add(m.len);
-                let module = procs::mapping_module(
-                    m.pid,
-                    m.start,
-                    end,
-                    &path,
-                    || m.inode,
-                    &mut self.modules,
-                );
-                if let Some(module) = module {
-                    let mapping = Mapping {
-                        start: m.start,
-                        end,
-                        pgoff: m.pgoff,
-                        module,
-                    };
-                    let p = self.procs.entry(m.pid).or_default();
-                    p.add_mapping(mapping, &mut self.modules);
-                }
-            }
-            Some(Record::Comm {
-                pid,
-                tid,
-                name,
-                exec,
-            }) => {
-                if self.labeler.wanted_by_pid(pid) == Some(false) {
-                    return;
-                }
-                let name = String::from_utf8_lossy(name);
-                self.threads.set(tid, &name);
-                if pid == tid || exec {
-                    let p = self.procs.entry(pid).or_default();
-                    if exec {
-                        p.reset_for_exec();
-                    }
-                    p.comm = name.into_owned();
-                }
-            }
-            Some(Record::Fork {
-                pid,
-                ppid,
-                tid,
-                ptid,
-            }) => {
-                if self.labeler.wanted_by_pid(pid) == Some(false) {
-                    return;
-                }
-                self.threads.inherit(tid, ptid);
-                if pid != ppid {
-                    let child = match self.procs.get(&ppid) {
-                        Some(parent) => Process {
-                            mappings: parent.mappings.clone(),
-                            series: parent.series,
-                            wanted: parent.wanted,
-                            comm: parent.comm.clone(),
-                            ..Process::default()
-                        },
-                        None => self.load_process(pid),
-                    };
-                    self.procs.insert(pid, child);
-                }
-            }
-            Some(Record::Exit { pid, tid }) => {
-                if self.labeler.wanted_by_pid(pid) == Some(false) {
-                    return;
-                }
-                self.exited_threads.push(tid);
-                if pid == tid
-                    && let Some(p) = self.procs.get_mut(&pid)
-                {
-                    p.exited = true;
-                }
-            }
-            Some(Record::Lost(n)) => Metrics::add(&self.metrics.samples_lost, n),
-            Some(Record::Other) => {}
         }
     }
 
@@ -386,35 +369,14 @@ impl State {
         } else if s.ip >= KERNEL_START {
             frames.push(Frame::marker(MARK_KERNEL));
         }
-        if !kernel_thread && !s.stack.is_empty() {
-            let ip = s.regs[2];
-            if !proc.reloaded && proc.resolve(ip).module == ANON {
-                // A mapping we have no record of (the process started while
-                // its records were in flight): read /proc once.
-                proc.reloaded = true;
-                let mappings = procs::read_maps(s.pid, &mut self.modules);
-                if !mappings.is_empty() {
-                    proc.mappings = mappings;
-                    proc.unwinder = None;
-                }
-            }
-            proc.unwinder(&mut self.modules);
-            let Process {
-                unwinder: Some(unwinder),
-                mappings,
-                ..
-            } = &*proc
-            else {
-                return;
-            };
-            let ending = unwind::unwind(unwinder, &mut self.cache, s.regs, s.stack, |addr| {
-                frames.push(resolve(mappings, addr));
-            });
-            if ending == Ending::Truncated {
-                Metrics::add(&self.metrics.stacks_truncated, 1);
-                frames.push(Frame::marker(MARK_TRUNCATED));
-            }
-        }
+        push_user_frames(
+            proc,
+            s,
+            &mut self.modules,
+            &mut self.cache,
+            frames,
+            &self.metrics,
+        );
         if frames.is_empty() {
             frames.push(Frame::marker(MARK_KERNEL));
         }
@@ -424,11 +386,15 @@ impl State {
             _ => self.period_ns,
         };
         self.agg.add(
+            SampleKind::Cpu,
             series,
             s.pid,
             thread,
             &self.frames,
-            Counts { samples: 1, cpu_ns },
+            Counts {
+                samples: 1,
+                value: cpu_ns,
+            },
         );
     }
 
@@ -475,6 +441,7 @@ impl State {
                 .flat_map(|p| p.mappings.iter().map(|m| m.module))
                 .collect();
             self.modules.retain(&live);
+            self.alloc.fns.retain(|module, _| live.contains(module));
         }
 
         let start = self.window_start;
@@ -489,11 +456,69 @@ impl State {
             start_ns: nanos(start),
             duration_ns: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
             period_ns: self.period_ns as i64,
+            alloc_period: i64::try_from(self.alloc.every).unwrap_or(i64::MAX),
             agg,
             modules,
             series,
             threads,
         }
+    }
+}
+
+/// Appends the user stack of a sample to `frames`, leaf first (the IP,
+/// then each return address), ending with [`MARK_TRUNCATED`] when it did
+/// not unwind to the thread's entry. Nothing for a kernel thread or a
+/// sample without a stack copy. Reads `/proc/PID/maps` once per process
+/// when the IP is in no mapping it knows.
+fn push_user_frames(
+    proc: &mut Process,
+    s: &Sample<'_>,
+    modules: &mut Modules,
+    cache: &mut UnwindCache,
+    frames: &mut Vec<Frame>,
+    metrics: &Metrics,
+) {
+    if s.abi == 0 || s.stack.is_empty() {
+        return;
+    }
+    let ip = s.regs[2];
+    if !proc.reloaded && proc.resolve(ip).module == ANON {
+        // A mapping we have no record of (the process started while
+        // its records were in flight): read /proc once.
+        proc.reloaded = true;
+        let mappings = procs::read_maps(s.pid, modules);
+        if !mappings.is_empty() {
+            proc.mappings = mappings;
+            proc.unwinder = None;
+        }
+    }
+    proc.unwinder(modules);
+    let Process {
+        unwinder: Some(unwinder),
+        mappings,
+        ..
+    } = &*proc
+    else {
+        return;
+    };
+    let ending = unwind::unwind(unwinder, cache, s.regs, s.stack, |addr| {
+        frames.push(resolve(mappings, addr));
+    });
+    if ending == Ending::Truncated {
+        Metrics::add(&metrics.stacks_truncated, 1);
+        frames.push(Frame::marker(MARK_TRUNCATED));
+    }
+}
+
+/// Ring `i` of the CPU rings followed by the allocation rings.
+fn ring<'a>(
+    cpu: &'a mut [perf_event::Sampler],
+    alloc: &'a mut [perf_event::Sampler],
+    i: usize,
+) -> Option<(&'a mut perf_event::Sampler, Source)> {
+    match i.checked_sub(cpu.len()) {
+        None => cpu.get_mut(i).map(|r| (r, Source::Cpu)),
+        Some(j) => alloc.get_mut(j).map(|r| (r, Source::Alloc)),
     }
 }
 

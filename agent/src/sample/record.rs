@@ -3,8 +3,14 @@
 //! It borrows from the record's bytes (no copy, no allocation) and checks
 //! every length against the record, so a malformed or truncated record is
 //! `None`, never a panic. Only the layouts the agent configures are parsed:
-//! samples with `IP|TID|TIME|CPU|PERIOD[|CALLCHAIN]|REGS_USER|STACK_USER`,
+//! samples with `IP|TID|TIME|CPU[|PERIOD][|CALLCHAIN]|REGS_USER|STACK_USER`,
 //! and `MMAP2`, `COMM`, `FORK`, `EXIT`, `LOST`, `LOST_SAMPLES`.
+
+use crate::unwind::USER_REGS_COUNT;
+
+/// Registers a sample may carry before the unwinder's BP, SP and IP: SI
+/// and DI, the first two arguments of a probed function.
+pub const MAX_ARG_REGS: usize = 2;
 
 /// `PERF_RECORD_*` types.
 pub mod kind {
@@ -36,9 +42,12 @@ pub const PERF_CONTEXT_KERNEL: u64 = (-128i64) as u64;
 /// Which optional sample fields the events were opened with.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleLayout {
+    /// `PERF_SAMPLE_PERIOD` is set.
+    pub period: bool,
     /// `PERF_SAMPLE_CALLCHAIN` is set.
     pub callchain: bool,
-    /// Number of registers in the `REGS_USER` mask.
+    /// Number of registers in the `REGS_USER` mask: BP, SP and IP, after
+    /// up to [`MAX_ARG_REGS`] argument registers.
     pub user_regs: usize,
 }
 
@@ -93,14 +102,18 @@ pub struct Sample<'a> {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// The event's period: nanoseconds for `cpu-clock`, events for hardware counters.
+    /// The event's period: nanoseconds for `cpu-clock`, events for hardware
+    /// counters; 0 when not sampled.
     pub period: u64,
     /// The raw callchain (`u64` entries, little endian), empty without `CALLCHAIN`.
     pub callchain: &'a [u8],
     /// `PERF_SAMPLE_REGS_ABI_*`: 0 when the thread has no user space (kernel thread).
     pub abi: u64,
-    /// The user registers in mask order (BP, SP, IP on x86_64); zeros when `abi` is 0.
-    pub regs: [u64; 3],
+    /// The unwinder's user registers (BP, SP, IP on x86_64); zeros when `abi` is 0.
+    pub regs: [u64; USER_REGS_COUNT],
+    /// The registers sampled before them, in mask order (SI, DI for the
+    /// allocation probes); zeros when not sampled.
+    pub args: [u64; MAX_ARG_REGS],
     /// The copied user stack, starting at the user SP.
     pub stack: &'a [u8],
 }
@@ -204,6 +217,14 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The process id of a sample record, read without parsing the rest: the
+/// sampling loop drops samples of processes it does not profile before
+/// touching their stack copies (a cache miss each, 32 KiB apart).
+pub fn sample_pid(body: &[u8]) -> Option<u32> {
+    let bytes = body.get(8..12)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
 /// Parses a record's body (the bytes after its 8-byte header).
 pub fn parse<'a>(ty: u32, misc: u16, body: &'a [u8], layout: &SampleLayout) -> Option<Record<'a>> {
     let mut c = Cursor(body);
@@ -263,7 +284,7 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
     let tid = c.u32()?;
     let _time = c.u64()?;
     let _cpu = c.u64()?;
-    let period = c.u64()?;
+    let period = if layout.period { c.u64()? } else { 0 };
     let callchain = if layout.callchain {
         let nr = usize::try_from(c.u64()?).ok()?;
         c.bytes(nr.checked_mul(8)?)?
@@ -271,11 +292,20 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
         &[]
     };
     let abi = c.u64()?;
-    let mut regs = [0u64; 3];
+    let mut regs = [0u64; USER_REGS_COUNT];
+    let mut args = [0u64; MAX_ARG_REGS];
     if abi != 0 {
+        // The kernel writes registers by ascending number, and BP, SP, IP
+        // (6, 7, 8) are the highest the agent asks for: they come last,
+        // after the argument registers (SI 4, DI 5) when those are sampled.
+        let extra = layout.user_regs.saturating_sub(USER_REGS_COUNT);
         for i in 0..layout.user_regs {
             let value = c.u64()?;
-            if let Some(slot) = regs.get_mut(i) {
+            let slot = match i.checked_sub(extra) {
+                Some(r) => regs.get_mut(r),
+                None => args.get_mut(i),
+            };
+            if let Some(slot) = slot {
                 *slot = value;
             }
         }
@@ -296,6 +326,7 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
         callchain,
         abi,
         regs,
+        args,
         stack,
     })
 }
@@ -340,6 +371,7 @@ mod tests {
     }
 
     const LAYOUT: SampleLayout = SampleLayout {
+        period: true,
         callchain: true,
         user_regs: 3,
     };
@@ -355,6 +387,32 @@ mod tests {
         assert_eq!(s.stack, &[1, 2, 3, 4, 5, 6, 7, 8]);
         let k: Vec<u64> = s.kernel_ips().collect();
         assert_eq!(k, vec![0xffff_ffff_8100_0000, 0xffff_ffff_8100_0100]);
+    }
+
+    #[test]
+    fn argument_registers_come_before_the_unwinders() {
+        let mut v = Vec::new();
+        push64(&mut v, 0x7f00_0000_1000); // ip
+        v.extend_from_slice(&7u32.to_le_bytes());
+        v.extend_from_slice(&8u32.to_le_bytes());
+        push64(&mut v, 123); // time
+        push64(&mut v, 1); // cpu + res
+        push64(&mut v, 2); // abi
+        for r in [3, 4096, 0x10, 0x7ff0_0000, 0x7f00_0000_1000] {
+            push64(&mut v, r); // SI, DI, BP, SP, IP
+        }
+        push64(&mut v, 0); // no stack
+        let layout = SampleLayout {
+            period: false,
+            callchain: false,
+            user_regs: 5,
+        };
+        let Some(Record::Sample(s)) = parse(kind::SAMPLE, 0, &v, &layout) else {
+            panic!("not a sample");
+        };
+        assert_eq!(s.args, [3, 4096]);
+        assert_eq!(s.regs, [0x10, 0x7ff0_0000, 0x7f00_0000_1000]);
+        assert!(parse(kind::SAMPLE, 0, &v[..v.len() - 16], &layout).is_none());
     }
 
     #[test]

@@ -100,7 +100,11 @@ pub fn encode_payload(
     let raw = encode(profile);
     let body = match protocol {
         Protocol::Native => firewatch_profile::zstd(&raw, 3)?,
-        Protocol::Pyroscope => pyroscope::push_request(&labels, firewatch_profile::gzip(&raw)),
+        Protocol::Pyroscope => pyroscope::push_request(
+            &labels,
+            pyroscope::profile_name(profile),
+            firewatch_profile::gzip(&raw),
+        ),
     };
     Ok(Payload {
         labels,
@@ -125,7 +129,10 @@ impl Shipper {
             let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
             std::thread::Builder::new()
                 .name("fw-ship".into())
-                .spawn(move || send_loop(&client, &buffer, &metrics, &config))
+                .spawn(move || {
+                    crate::embed::alloc::exclude_current_thread();
+                    send_loop(&client, &buffer, &metrics, &config)
+                })
                 .map_err(|source| Error::Thread {
                     name: "shipper",
                     source,
@@ -141,6 +148,7 @@ impl Shipper {
     /// Queues a payload, dropping the oldest ones if the buffer is full.
     pub fn submit(&self, payload: Payload) {
         let dropped = self.buffer.push(payload);
+        record_pending(&self.buffer, &self.metrics);
         if dropped.profiles > 0 {
             Metrics::add(&self.metrics.profiles_dropped, dropped.profiles);
             Metrics::add(&self.metrics.bytes_dropped, dropped.bytes);
@@ -187,9 +195,20 @@ impl Drop for Shipper {
     }
 }
 
+fn record_pending(buffer: &Buffer, metrics: &Metrics) {
+    let (profiles, bytes) = buffer.pending();
+    metrics
+        .buffer_profiles
+        .store(profiles as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .buffer_bytes
+        .store(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn send_loop(client: &Client, buffer: &Buffer, metrics: &Metrics, config: &ShipConfig) {
     let mut rng = Jitter::new();
     while let Some(payload) = buffer.pop() {
+        record_pending(buffer, metrics);
         let mut attempt: u32 = 0;
         loop {
             match client.send(&payload) {

@@ -43,9 +43,21 @@ pub struct RawSample {
     pub id: String,
 }
 
+/// The profile's `__name__` as Pyroscope names it from its sample types:
+/// `memory` for allocation and heap profiles, else `process_cpu`.
+pub fn profile_name(profile: &firewatch_profile::pprof::proto::Profile) -> &'static str {
+    let memory = profile.sample_type.iter().any(|t| {
+        usize::try_from(t.r#type)
+            .ok()
+            .and_then(|i| profile.string_table.get(i))
+            .is_some_and(|s| s.starts_with("alloc_") || s.starts_with("inuse_"))
+    });
+    if memory { "memory" } else { "process_cpu" }
+}
+
 /// Encodes a push of one gzip-compressed pprof for a series, adding
-/// `__name__ = process_cpu`.
-pub fn push_request(labels: &[(String, String)], gzipped_pprof: Vec<u8>) -> Vec<u8> {
+/// `__name__` (see [`profile_name`]).
+pub fn push_request(labels: &[(String, String)], name: &str, gzipped_pprof: Vec<u8>) -> Vec<u8> {
     let mut pairs: Vec<LabelPair> = labels
         .iter()
         .filter(|(k, _)| k != "__name__")
@@ -56,7 +68,7 @@ pub fn push_request(labels: &[(String, String)], gzipped_pprof: Vec<u8>) -> Vec<
         .collect();
     pairs.push(LabelPair {
         name: "__name__".into(),
-        value: "process_cpu".into(),
+        value: name.into(),
     });
     pairs.sort_by(|a, b| a.name.cmp(&b.name));
     PushRequest {
@@ -77,11 +89,27 @@ mod tests {
 
     #[test]
     fn round_trips_with_the_name_label() {
-        let bytes = push_request(&[("service_name".into(), "web".into())], vec![1, 2, 3]);
+        let bytes = push_request(
+            &[("service_name".into(), "web".into())],
+            "process_cpu",
+            vec![1, 2, 3],
+        );
         let req = PushRequest::decode(&bytes[..]).expect("decodes");
         let s = &req.series[0];
         let names: Vec<&str> = s.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, vec!["__name__", "service_name"]);
         assert_eq!(s.samples[0].raw_profile, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn allocation_profiles_are_named_memory() {
+        use firewatch_profile::pprof::proto::{Profile, ValueType};
+        let profile = |kind: &str| Profile {
+            sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+            string_table: vec![String::new(), kind.to_owned(), "count".to_owned()],
+            ..Profile::default()
+        };
+        assert_eq!(profile_name(&profile("alloc_objects")), "memory");
+        assert_eq!(profile_name(&profile("samples")), "process_cpu");
     }
 }

@@ -1,9 +1,10 @@
 //! Integration tests of the agent: real perf events on ground-truth
 //! workloads (run as root), Debian's `perf` as the reference, shipping
-//! against a loopback receiver, and a counting allocator proving the
-//! sampling path allocates nothing per sample.
+//! against a loopback receiver, a counting allocator proving the sampling
+//! path allocates nothing per sample, and allocation probes of a C program.
 
 mod alloc;
+mod alloc_stacks;
 mod cli;
 mod perf;
 mod receiver;

@@ -27,6 +27,7 @@ pub fn parse_perf_script(text: &str) -> Vec<Stack> {
                 out.push(Stack {
                     frames: std::mem::take(&mut frames),
                     samples: 1,
+                    values: vec![1],
                     pid: None,
                     thread: None,
                 });

@@ -12,6 +12,7 @@ use firewatch_profile::Limits;
 use firewatch_profile::pprof::{decode, proto};
 
 const C_SOURCE: &str = include_str!("../data/workload.c");
+const C_ALLOC_SOURCE: &str = include_str!("../data/alloc.c");
 const RUST_SOURCE: &str = include_str!("../data/workload.rs");
 
 fn build_dir() -> PathBuf {
@@ -48,6 +49,22 @@ pub fn c_workload() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         build_once("c-workload", C_SOURCE, |src, out| {
+            let mut c = Command::new("gcc");
+            c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
+                .arg(src)
+                .arg("-o")
+                .arg(out);
+            c
+        })
+    })
+}
+
+/// The C allocation workload: `-O2 -fomit-frame-pointer`, two functions
+/// allocating about 70% / 30% of the bytes.
+pub fn c_alloc_workload() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build_once("c-alloc", C_ALLOC_SOURCE, |src, out| {
             let mut c = Command::new("gcc");
             c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
                 .arg(src)
@@ -100,6 +117,40 @@ impl Workload {
         Workload { child: Some(child) }
     }
 
+    /// Starts `path` for `seconds` of wall time with `--wait`, and returns
+    /// once it has loaded (libc mapped) and waits: it starts working when
+    /// [`Workload::go`] is called.
+    pub fn start_held(path: &Path, seconds: f64) -> Workload {
+        let child = Command::new(path)
+            .arg(seconds.to_string())
+            .arg("--wait")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        let pid = child.id();
+        let w = Workload { child: Some(child) };
+        let held = wait_until(Duration::from_secs(30), || {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the parenthesised name; S: blocked reading.
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            maps.contains("libc.so") && state == Some('S')
+        });
+        assert!(held, "{} did not start", path.display());
+        w
+    }
+
+    /// Lets a held workload start.
+    pub fn go(&mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.child.as_mut().and_then(|c| c.stdin.take()) {
+            let _ = writeln!(stdin);
+        }
+    }
+
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
@@ -107,7 +158,21 @@ impl Workload {
 
     /// Waits for it (at most `timeout`) and returns its own measurement:
     /// (hot seconds, cold seconds).
-    pub fn finish(mut self, timeout: Duration) -> (f64, f64) {
+    pub fn finish(self, timeout: Duration) -> (f64, f64) {
+        let text = self.finish_output(timeout);
+        let mut parts = text
+            .split_whitespace()
+            .map(|s| s.parse::<f64>().unwrap_or(f64::NAN));
+        let (hot, cold) = (
+            parts.next().unwrap_or(f64::NAN),
+            parts.next().unwrap_or(f64::NAN),
+        );
+        assert!(hot > 0.0 && cold > 0.0, "workload printed {text:?}");
+        (hot, cold)
+    }
+
+    /// Waits for it (at most `timeout`) and returns what it printed.
+    pub fn finish_output(mut self, timeout: Duration) -> String {
         let mut child = self.child.take().expect("running workload");
         let deadline = Instant::now() + timeout;
         loop {
@@ -124,16 +189,7 @@ impl Workload {
         }
         let out = child.wait_with_output().expect("workload output");
         assert!(out.status.success(), "workload failed: {:?}", out.status);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut parts = text
-            .split_whitespace()
-            .map(|s| s.parse::<f64>().unwrap_or(f64::NAN));
-        let (hot, cold) = (
-            parts.next().unwrap_or(f64::NAN),
-            parts.next().unwrap_or(f64::NAN),
-        );
-        assert!(hot > 0.0 && cold > 0.0, "workload printed {text:?}");
-        (hot, cold)
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -167,8 +223,10 @@ impl FrameInfo {
 pub struct Stack {
     /// Frames, leaf first (inlined functions expanded).
     pub frames: Vec<FrameInfo>,
-    /// `samples/count`.
+    /// The first value (`samples/count` in CPU profiles).
     pub samples: i64,
+    /// Every value, in the order of the profile's sample types.
+    pub values: Vec<i64>,
     /// `pid` label.
     pub pid: Option<i64>,
     /// `thread_name` label.
@@ -235,6 +293,7 @@ pub fn stacks(p: &proto::Profile) -> Vec<Stack> {
                 .flat_map(|id| locations.get(id).cloned().unwrap_or_default())
                 .collect(),
             samples: sample.value.first().copied().unwrap_or(0),
+            values: sample.value.clone(),
             pid: sample
                 .label
                 .iter()

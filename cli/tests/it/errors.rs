@@ -160,3 +160,88 @@ fn nothing_to_draw() {
     );
     assert!(!dir.path().join("x.svg").exists());
 }
+
+#[test]
+fn unreachable_server() {
+    let dir = tempdir();
+    // Port 9 (discard) has no listener on a test machine's loopback.
+    let run = crate::support::firewatch_env(
+        dir.path(),
+        &["top", "shop.cpu"],
+        &[("FIREWATCH_SERVER", "http://127.0.0.1:9")],
+    );
+    let err = crate::support::error_line(&run, 1);
+    assert!(
+        err.starts_with("error: cannot reach the server at http://127.0.0.1:9: "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("(is the server running? set --server or FIREWATCH_SERVER)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_errors_show_the_servers_message() {
+    let server = crate::live::shop();
+    let dir = tempdir();
+    let run = firewatch(
+        dir.path(),
+        &["top", "shop.cpu{env=", "--server", &server.base],
+    );
+    let err = crate::support::error_line(&run, 1);
+    assert!(
+        err.starts_with(&format!(
+            "error: {}/render: the server answered 400 Bad Request: query syntax error at position 13: expected a quoted value",
+            server.base
+        )),
+        "{err}"
+    );
+    let run = firewatch(
+        dir.path(),
+        &[
+            "render",
+            r#"{service_name="shop"}"#,
+            "--type",
+            "bogus:type",
+            "-o",
+            "x.svg",
+            "--server",
+            &server.base,
+        ],
+    );
+    let err = crate::support::error_line(&run, 1);
+    assert!(
+        err.contains("the server answered 400 Bad Request: "),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.svg").exists());
+}
+
+#[test]
+fn bad_server_urls_and_times_are_usage_errors() {
+    let dir = tempdir();
+    let run = firewatch(
+        dir.path(),
+        &["top", "shop.cpu", "--server", "localhost:4040"],
+    );
+    let err = crate::support::error_line(&run, 2);
+    assert_eq!(
+        err,
+        "error: --server: expected a URL such as http://127.0.0.1:4040, got \"localhost:4040\""
+    );
+    let run = firewatch(dir.path(), &["top", "shop.cpu", "--from", "yesterday"]);
+    let err = crate::support::error_line(&run, 2);
+    assert!(
+        err.starts_with("error: --from: invalid time \"yesterday\""),
+        "{err}"
+    );
+    let run = firewatch(
+        dir.path(),
+        &[
+            "report", "shop.cpu", "--from", "now", "--until", "now-1h", "-o", "r.md",
+        ],
+    );
+    let err = crate::support::error_line(&run, 2);
+    assert!(err.starts_with("error: --until \"now-1h\" ("), "{err}");
+}

@@ -44,6 +44,9 @@ pub fn firewatch(dir: &Path, args: &[&str]) -> Run {
         stderr,
     } = Command::new(env!("CARGO_BIN_EXE_firewatch"))
         .args(args)
+        // The server commands read these; a developer's own must not leak in.
+        .env_remove("FIREWATCH_SERVER")
+        .env_remove("FIREWATCH_TOKEN")
         .current_dir(dir)
         .output()
         .expect("the firewatch binary runs");
@@ -82,4 +85,42 @@ pub fn folded_rows(text: &str) -> Vec<(String, u64)> {
         *rows.entry(stack.to_owned()).or_default() += count.parse::<u64>().expect("a count");
     }
     rows.into_iter().collect()
+}
+
+/// The last line of stderr, which for a failed run is the error; checks
+/// that the run failed with `code` and did not panic.
+#[track_caller]
+pub fn error_line(run: &Run, code: i32) -> String {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let last = run.stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("error: "), "{}", run.stderr);
+    last
+}
+
+/// Runs `firewatch` with `args` and extra environment variables.
+pub fn firewatch_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_firewatch"))
+        .args(args)
+        .env_remove("FIREWATCH_SERVER")
+        .env_remove("FIREWATCH_TOKEN")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("the firewatch binary runs");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8(stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("UTF-8 stderr"),
+    }
 }

@@ -142,3 +142,115 @@ fn control_characters_in_names_cannot_reach_the_terminal() {
     assert!(!out.contains('\u{1b}'), "{out:?}");
     assert!(out.contains("  evil\u{fffd}[2J\n"), "{out:?}");
 }
+
+#[test]
+fn query_on_the_server_prints_the_same_table() {
+    let server = crate::live::shop();
+    let dir = tempdir();
+    let run = crate::support::firewatch_env(
+        dir.path(),
+        &["top", "shop.cpu", "--from", "now-15m"],
+        &[("FIREWATCH_SERVER", &server.base)],
+    );
+    assert!(
+        run.stderr
+            .starts_with("fetching shop.cpu (now-15m to now) from http://127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
+    let want = "\
+cpu (nanoseconds): total 1.00 s; 5 of 5 functions, by self
+     self   self%      total   total%  function
+600.00 ms  60.00%  600.00 ms   60.00%  parse
+300.00 ms  30.00%  300.00 ms   30.00%  render
+100.00 ms  10.00%  100.00 ms   10.00%  idle
+     0 ns   0.00%     1.00 s  100.00%  main
+     0 ns   0.00%  900.00 ms   90.00%  handle
+";
+    assert_eq!(run.ok(), want);
+}
+
+#[test]
+fn query_json_names_the_server_and_window() {
+    let server = crate::live::shop();
+    let out = firewatch(
+        &data(""),
+        &[
+            "top",
+            "shop.cpu",
+            "--server",
+            &server.base,
+            "--from",
+            "now-1h",
+            "--type",
+            "samples",
+            "-n",
+            "1",
+            "--output",
+            "json",
+        ],
+    )
+    .ok();
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["server"], server.base.as_str());
+    assert_eq!(doc["query"], "shop.cpu");
+    // `shop.cpu` names its type; `--type` applies to selectors and bare names.
+    assert_eq!(doc["sample_type"]["kind"], "cpu");
+    assert_eq!(doc["total"], 2_000_000_000_i64);
+    assert!(doc["from"].as_i64().expect("from") < doc["until"].as_i64().expect("until"));
+    assert_eq!(doc["functions"][0]["name"], "parse");
+    assert_eq!(doc["functions"][0]["self_percent"], 45.0);
+
+    let out = firewatch(
+        &data(""),
+        &[
+            "top",
+            r#"{service_name="shop"}"#,
+            "--server",
+            &server.base,
+            "--type",
+            "samples",
+            "--output",
+            "json",
+        ],
+    )
+    .ok();
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["sample_type"]["kind"], "samples");
+    assert_eq!(doc["total"], 200);
+}
+
+#[test]
+fn tenants_see_only_their_own_data() {
+    let server = crate::live::Server::start();
+    server.ingest_as(
+        Some("team-a"),
+        "private.cpu",
+        "now-5m",
+        "now-4m",
+        "main;secret 5\n",
+    );
+    let dir = tempdir();
+    let out = firewatch(
+        dir.path(),
+        &[
+            "top",
+            "private.cpu",
+            "--server",
+            &server.base,
+            "--tenant",
+            "team-a",
+        ],
+    )
+    .ok();
+    assert!(out.contains("  secret\n"), "{out}");
+    let run = firewatch(
+        dir.path(),
+        &["top", "private.cpu", "--server", &server.base],
+    );
+    let err = crate::support::error_line(&run, 1);
+    assert!(
+        err.starts_with("error: private.cpu (now-1h to now): no samples of type \"cpu\""),
+        "{err}"
+    );
+}

@@ -33,8 +33,9 @@ use serde_json::{Value, json};
 use super::decompress::decompress;
 use super::limits::{check_labels, collect_labels, is_reserved, sanitize_label_name};
 use super::profile_types::{self, LegacyShape, apply_shape, legacy_shape, rename_columns};
-use super::{blocking, decode_pprof, store_all};
+use super::{admit, blocking, decode_pprof, store_all};
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::http::{self, Params};
 use crate::selector::{PROFILE_NAME, SERVICE_NAME};
@@ -161,10 +162,13 @@ impl LegacyRequest {
 }
 
 /// `POST /ingest` and `POST /pyroscope/ingest`.
-pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+pub async fn ingest(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
     let (parts, body) = req.into_parts();
     let params = Params::from_uri(&parts.uri)?;
-    let tenant = http::tenant(&parts.headers)?;
     let meta = LegacyRequest::parse(&params, now_ms())?;
     let content_type = http::content_type(&parts.headers);
     let format = BodyFormat::choose(params.get("format"), content_type.as_deref())?;
@@ -172,9 +176,12 @@ pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<Json<
     let limits = state.limits.profile_limits();
     let max_body = state.limits.max_body_bytes;
 
+    let received: usize;
     let (mut profile, family) = match format {
         BodyFormat::Multipart => {
             let (bytes, config) = read_multipart(req, max_body).await?;
+            received = bytes.len() + config.as_ref().map_or(0, |c| c.len());
+            admit(&state, &tenant, received)?;
             let profile = blocking(bytes.len(), move || {
                 let profile = decode_pprof(&bytes, &limits)?;
                 match config {
@@ -188,6 +195,8 @@ pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<Json<
         }
         BodyFormat::Pprof => {
             let bytes = read_body(req, max_body).await?;
+            received = bytes.len();
+            admit(&state, &tenant, received)?;
             let profile = blocking(bytes.len(), move || decode_pprof(&bytes, &limits)).await?;
             let family = profile_types::profile_family(&profile);
             (profile, family)
@@ -195,6 +204,8 @@ pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<Json<
         BodyFormat::Folded | BodyFormat::Lines => {
             let shape = meta.shape()?;
             let bytes = read_body(req, max_body).await?;
+            received = bytes.len();
+            admit(&state, &tenant, received)?;
             let family = shape.family.to_owned();
             let profile = blocking(bytes.len(), move || {
                 let counted_type = shape.sample_types[0].clone();
@@ -240,8 +251,11 @@ pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<Json<
     let labels = check_labels(collect_labels(pairs)?, &state.limits)?;
     let stored = store_all(
         &state,
+        &tenant,
+        "legacy",
+        received,
         vec![NewProfile {
-            tenant,
+            tenant: tenant.0.clone(),
             labels,
             profile,
         }],

@@ -26,6 +26,7 @@ use firewatch_profile::{Limits, Profile};
 pub use limits::IngestLimits;
 
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::store::NewProfile;
 
@@ -71,17 +72,36 @@ pub(crate) async fn decode_pprof_body(body: Bytes, limits: Limits) -> Result<Pro
     blocking(body.len(), move || decode_pprof(&body, &limits)).await
 }
 
+/// Charges a request body to its tenant's ingest rate: a 429 naming the
+/// limit and the wait when the tenant is over it.
+pub(crate) fn admit(state: &AppState, tenant: &Tenant, bytes: usize) -> Result<(), ApiError> {
+    let result = state
+        .rate
+        .admit(tenant.as_str(), bytes as u64, std::time::Instant::now());
+    if let Err(ApiError::RateLimited { .. }) = &result {
+        state.metrics.rate_limited(tenant.as_str());
+    }
+    result
+}
+
 /// Stores the profiles of one request in one atomic call; profiles without
-/// samples are skipped. Returns how many were stored.
+/// samples are skipped. Returns how many were stored. `bytes` is the
+/// request body's size, for the ingest metrics of `protocol`.
 pub(crate) async fn store_all(
     state: &AppState,
+    tenant: &Tenant,
+    protocol: &str,
+    bytes: usize,
     mut profiles: Vec<NewProfile>,
 ) -> Result<usize, ApiError> {
     profiles.retain(|p| !p.profile.is_empty());
     let count = profiles.len();
     if count > 0 {
         state.store.ingest(profiles).await?;
-        tracing::debug!(profiles = count, "stored");
+        tracing::debug!(profiles = count, protocol, "stored");
     }
+    state
+        .metrics
+        .ingested(protocol, tenant.as_str(), count, bytes);
     Ok(count)
 }

@@ -7,7 +7,7 @@
 //! - The body is one pprof profile, compressed with zstd
 //!   (`Content-Encoding: zstd`, what the agent sends), gzip, or not at all;
 //!   compression is also recognised by magic number.
-//! - `X-Scope-OrgID` picks the tenant.
+//! - The tenant is the one authentication resolved (`X-Scope-OrgID`).
 //! - The profile's `time_nanos` places it in time (0: now).
 //!
 //! 200 `{"stored":true}` once the profile is committed (`false` for a
@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 
 use super::limits::{check_labels, collect_labels};
 use super::profile_types::profile_family;
-use super::{decode_pprof_body, store_all};
+use super::{admit, decode_pprof_body, store_all};
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::http::{self, Params};
 use crate::selector::PROFILE_NAME;
@@ -33,11 +34,11 @@ use crate::store::NewProfile;
 /// `POST /api/v1/ingest`.
 pub async fn ingest(
     State(state): State<AppState>,
+    tenant: Tenant,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = http::tenant(&headers)?;
     let Params(pairs) = Params::from_uri(&uri)?;
     if pairs.len() > state.limits.max_labels_per_series {
         return Err(ApiError::Unprocessable(format!(
@@ -49,6 +50,8 @@ pub async fn ingest(
     let labels = check_labels(collect_labels(pairs)?, &state.limits)?;
     let encoding = http::content_encoding(&headers)?;
     let body = http::body(body, state.limits.max_body_bytes)?;
+    admit(&state, &tenant, body.len())?;
+    let bytes = body.len();
     http::check_encoding(encoding, &body)?;
     let profile = decode_pprof_body(body, state.limits.profile_limits()).await?;
     let mut labels = labels;
@@ -58,8 +61,11 @@ pub async fn ingest(
     }
     let stored = store_all(
         &state,
+        &tenant,
+        "native",
+        bytes,
         vec![NewProfile {
-            tenant,
+            tenant: tenant.0.clone(),
             labels,
             profile,
         }],

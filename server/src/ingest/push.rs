@@ -5,7 +5,8 @@
 //! - Body: a `PushRequest` (`proto/push.proto`) as protobuf
 //!   (`Content-Type: application/proto`) or Connect JSON
 //!   (`application/json`: camelCase names, bytes as base64), optionally
-//!   `Content-Encoding: gzip`. `X-Scope-OrgID` picks the tenant.
+//!   `Content-Encoding: gzip`. The tenant is the one authentication resolved
+//!   (`X-Scope-OrgID`).
 //! - Each series' labels: `service_name` (defaults to `unknown_service`),
 //!   `__name__` (inferred from the sample types when absent) and user
 //!   labels; other labels starting with `__` are dropped.
@@ -31,8 +32,9 @@ use serde::{Deserialize, de};
 use super::decompress::decompress;
 use super::limits::{IngestLimits, check_labels, collect_labels, is_reserved, sanitize_label_name};
 use super::profile_types::profile_family;
-use super::{blocking, decode_pprof, store_all};
+use super::{admit, blocking, decode_pprof, store_all};
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::{ApiError, ConnectError};
 use crate::http;
 use crate::selector::{Labels, PROFILE_NAME, SERVICE_NAME};
@@ -90,21 +92,24 @@ pub struct RawSeries {
 /// `POST /push.v1.PusherService/Push`.
 pub async fn push(
     State(state): State<AppState>,
+    tenant: Tenant,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ConnectError> {
-    let tenant = http::tenant(&headers)?;
     let codec = Codec::from_headers(&headers)?;
     let encoding = http::content_encoding(&headers)?;
     let body = http::body(body, state.limits.max_body_bytes)?;
+    admit(&state, &tenant, body.len())?;
+    let bytes = body.len();
     http::check_encoding(encoding, &body)?;
     let limits = state.limits.clone();
+    let owner = tenant.0.clone();
     let profiles = blocking(body.len(), move || {
         let series = decode_request(&body, codec, &limits)?;
-        to_profiles(tenant, series, &limits)
+        to_profiles(owner, series, &limits)
     })
     .await?;
-    store_all(&state, profiles).await?;
+    store_all(&state, &tenant, "push", bytes, profiles).await?;
     Ok(match codec {
         Codec::Proto => (
             StatusCode::OK,

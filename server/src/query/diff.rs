@@ -9,7 +9,7 @@
 //! 50) and `colorBlind` (palette hint).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::Response;
 use firewatch_profile::diff::function_changes;
 use firewatch_profile::{FlameTree, Flamebearer, Profile};
@@ -19,8 +19,9 @@ use serde::Serialize;
 use super::output::{self, Format, Metadata};
 use super::{max_nodes, profile_type_param, selection, step_ms};
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::http::{self, Params};
+use crate::http::Params;
 use crate::store::{Merged, Timeline};
 use crate::time::{now_ms, parse_range};
 
@@ -94,11 +95,10 @@ struct Options {
 /// `GET /render-diff`.
 pub async fn render_diff(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = Params::from_uri(&uri)?;
-    let tenant = http::tenant(&headers)?;
     let shared = params.get("query");
     let left_query = params
         .get("leftQuery")

@@ -15,12 +15,13 @@ use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use serde::Serialize;
 
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::http::{self, Params};
+use crate::http::Params;
 use crate::selector::{Matcher, parse_matchers, parse_query};
 
 /// The matcher sets of a request: one per `match[]`, or the `query`; one
@@ -45,11 +46,10 @@ pub fn matchers_of(text: &str) -> Result<Vec<Matcher>, ApiError> {
 /// `GET /labels`.
 pub async fn label_names(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let params = Params::from_uri(&uri)?;
-    let tenant = http::tenant(&headers)?;
     let mut names = BTreeSet::new();
     for matchers in matcher_sets(&params)? {
         names.extend(state.store.label_names(&tenant, &matchers).await?);
@@ -60,11 +60,10 @@ pub async fn label_names(
 /// `GET /label-values`.
 pub async fn label_values(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let params = Params::from_uri(&uri)?;
-    let tenant = http::tenant(&headers)?;
     let label = params
         .get_any(&["label", "name"])
         .ok_or_else(|| ApiError::bad_request("missing parameter `label`"))?;
@@ -95,9 +94,8 @@ pub struct Services {
 /// `GET /api/v1/services`.
 pub async fn services(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Tenant(tenant): Tenant,
 ) -> Result<Json<Services>, ApiError> {
-    let tenant = http::tenant(&headers)?;
     let mut services: Vec<Service> = state
         .store
         .services(&tenant)
@@ -127,9 +125,8 @@ pub struct App {
 /// `GET /api/apps`.
 pub async fn apps(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Tenant(tenant): Tenant,
 ) -> Result<Json<Vec<App>>, ApiError> {
-    let tenant = http::tenant(&headers)?;
     let mut apps = BTreeSet::new();
     for service in state.store.services(&tenant).await? {
         for id in &service.profile_types {

@@ -7,7 +7,7 @@
 //! exact), `step` (timeline resolution), and for SVG `icicle` and `title`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::Response;
 use firewatch_profile::Flamebearer;
 use firewatch_render::{RenderError, SvgOptions, flamegraph_svg};
@@ -16,8 +16,9 @@ use serde::Serialize;
 use super::output::{self, Format, Metadata};
 use super::{max_nodes, profile_type_param, selection, step_ms};
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::http::{self, Params};
+use crate::http::Params;
 use crate::ingest::legacy::SPY_LABEL;
 use crate::store::{Merged, Selection, Store, Timeline};
 use crate::time::{now_ms, parse_range};
@@ -43,11 +44,10 @@ struct Options {
 /// `GET /render`.
 pub async fn render(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = Params::from_uri(&uri)?;
-    let tenant = http::tenant(&headers)?;
     let query = params.require("query")?;
     let range = parse_range(
         params.get("from"),

@@ -3,6 +3,12 @@
 //! mirror only after their transaction committed, and a reader that meets
 //! an unknown id refreshes from the database (another server may have
 //! written it).
+//!
+//! With several servers on one database, [`State::sync`] follows the
+//! `epochs` counters: series created or changed elsewhere are read by
+//! revision; after retention elsewhere deleted series or dictionary
+//! entries, the affected part is reloaded whole, since entries cached here
+//! may be gone.
 
 use std::hash::{BuildHasher, Hash};
 
@@ -10,7 +16,7 @@ use firewatch_profile::SampleType;
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 
-use super::backend::{Backend, SeriesRow};
+use super::backend::{Backend, Epochs, SeriesRow};
 use super::{Labels, Result};
 
 const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xd1c7);
@@ -63,7 +69,11 @@ pub(crate) struct State {
     series_index: FxHashMap<(u32, String), u32>,
     max_function: i64,
     max_node: i64,
-    max_series: i64,
+    /// Series rows with a revision up to this one are loaded.
+    series_revision: i64,
+    /// The `series_deleted` and `dictionary` epochs the mirror reflects.
+    series_deleted_epoch: i64,
+    dictionary_epoch: i64,
     // (series, 10-minute window) -> when it becomes ready to build: windows
     // whose dirty mark this process wrote and which are still open.
     marked_open: FxHashMap<(u32, i64), i64>,
@@ -96,7 +106,79 @@ pub(crate) fn parse_period(text: &str) -> Option<SampleType> {
 }
 
 impl State {
-    /// Loads everything the database has beyond what is already here.
+    /// An empty mirror that [`State::sync`] fills completely.
+    pub fn new() -> State {
+        State {
+            series_revision: -1,
+            ..State::default()
+        }
+    }
+
+    /// Brings the mirror up to date with the database: what other servers
+    /// added, and a reload of what retention may have deleted.
+    pub async fn sync(&mut self, backend: &dyn Backend) -> Result<()> {
+        // Read before the rows, so a change made meanwhile shows as a
+        // newer epoch next time rather than being missed.
+        let epochs = backend.epochs().await?;
+        if epochs.dictionary != self.dictionary_epoch {
+            self.clear_dictionary();
+        }
+        if epochs.series_deleted != self.series_deleted_epoch {
+            self.series.clear();
+            self.series_index.clear();
+            self.series_revision = -1;
+        }
+        self.refresh(backend).await?;
+        self.series_revision = self.series_revision.max(epochs.series);
+        self.dictionary_epoch = epochs.dictionary;
+        self.series_deleted_epoch = epochs.series_deleted;
+        Ok(())
+    }
+
+    /// Whether the database changed since the last [`State::sync`] in a
+    /// way the mirror does not reflect.
+    pub fn needs_sync(&self, epochs: &Epochs) -> bool {
+        epochs.series > self.series_revision || self.stale_for_writes(epochs)
+    }
+
+    /// Whether something this mirror holds may have been deleted: a writer
+    /// must not reference cached ids then.
+    pub fn stale_for_writes(&self, epochs: &Epochs) -> bool {
+        epochs.dictionary != self.dictionary_epoch
+            || epochs.series_deleted != self.series_deleted_epoch
+    }
+
+    /// Records the `dictionary` epoch a retention pass of this server set,
+    /// having applied its deletions here; `previous` is the value it
+    /// replaced, so a sweep by another server not yet seen still shows.
+    pub fn note_dictionary_epoch(&mut self, previous: i64, now: i64) {
+        if self.dictionary_epoch == previous {
+            self.dictionary_epoch = now;
+        }
+    }
+
+    /// Likewise for the `series_deleted` epoch.
+    pub fn note_series_deleted_epoch(&mut self, previous: i64, now: i64) {
+        if self.series_deleted_epoch == previous {
+            self.series_deleted_epoch = now;
+        }
+    }
+
+    fn clear_dictionary(&mut self) {
+        self.text.clear();
+        self.functions.clear();
+        self.function_index.clear();
+        self.nodes.clear();
+        self.node_index.clear();
+        self.stack_cache.clear();
+        self.max_function = 0;
+        self.max_node = 0;
+    }
+
+    /// Loads what the database has beyond what is already here: new
+    /// tenants, functions and nodes by id, series by revision. (Ids of
+    /// transactions that commit out of order may be skipped by the id
+    /// watermarks; readers fetch such entries by id, see [`State::load`].)
     pub async fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
         for (id, name) in backend.tenants().await? {
             self.tenants.insert(name, id as u32);
@@ -113,8 +195,34 @@ impl State {
         for (id, parent, function) in backend.nodes(self.max_node).await? {
             self.add_node(id as u32, parent as u32, function as u32);
         }
-        for s in backend.series(self.max_series).await? {
+        for s in backend.series_since(self.series_revision).await? {
+            self.series_revision = self.series_revision.max(s.revision);
             self.add_series(&s);
+        }
+        Ok(())
+    }
+
+    /// Loads these stack nodes with their ancestors and functions, by id:
+    /// what a reader met that the watermarks of [`State::refresh`] missed.
+    pub async fn load(&mut self, backend: &dyn Backend, leaves: &[i64]) -> Result<()> {
+        let nodes = backend.nodes_with_ancestors(leaves).await?;
+        let mut functions: Vec<i64> = Vec::new();
+        for &(id, parent, function) in &nodes {
+            self.add_node(id as u32, parent as u32, function as u32);
+            if self.function(function as u32).is_none() {
+                functions.push(function);
+            }
+        }
+        functions.sort_unstable();
+        functions.dedup();
+        for f in backend.functions_by_id(&functions).await? {
+            self.add_function(
+                f.id as u32,
+                f.tenant_id as u32,
+                &f.name,
+                &f.file,
+                f.line as u32,
+            );
         }
         Ok(())
     }
@@ -259,6 +367,7 @@ impl State {
         }
     }
 
+    /// Adds a series, or replaces what was known of it.
     pub fn add_series(&mut self, row: &SeriesRow) {
         let labels: Labels = serde_json::from_str(&row.labels).unwrap_or_default();
         let id = row.id as u32;
@@ -274,17 +383,12 @@ impl State {
                 period_type: parse_period(&row.period_type),
             },
         );
-        self.max_series = self.max_series.max(row.id);
     }
 
     pub fn series_id(&self, tenant: u32, labels_json: &str) -> Option<u32> {
         self.series_index
             .get(&(tenant, labels_json.to_owned()))
             .copied()
-    }
-
-    pub fn series_count(&self, tenant: u32) -> usize {
-        self.series.values().filter(|s| s.tenant == tenant).count()
     }
 
     pub fn remove_series(&mut self, id: u32) {

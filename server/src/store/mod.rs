@@ -87,6 +87,23 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("storage is shutting down")]
     Closed,
+    /// A write kept finding the store changed under it (retention on
+    /// another server); the client may retry.
+    #[error("storage is busy: its structure kept changing during the write")]
+    Contended,
+}
+
+impl StoreError {
+    /// Whether running the transaction again may succeed: PostgreSQL
+    /// aborted it as a deadlock or serialization failure.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result alias for storage.
@@ -206,6 +223,22 @@ pub fn is_gauge(kind: &str) -> bool {
     kind.starts_with("inuse_")
 }
 
+/// Brings the in-memory series index up to date when the database changed
+/// since it was last read (series written through another server): one
+/// small read of the `epochs` counters when nothing changed.
+async fn sync_if_changed(inner: &Inner) -> Result<()> {
+    let epochs = inner.backend.epochs().await?;
+    if inner.state.read().await.needs_sync(&epochs) {
+        inner
+            .state
+            .write()
+            .await
+            .sync(inner.backend.as_ref())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Pyroscope-style id of a sample type in a profile family.
 pub fn profile_type_id(name: &str, t: &SampleType, period: Option<&SampleType>) -> String {
     let (pk, pu) = period
@@ -235,8 +268,8 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
-        let mut state = dict::State::default();
-        state.refresh(backend.as_ref()).await?;
+        let mut state = dict::State::new();
+        state.sync(backend.as_ref()).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
@@ -264,12 +297,10 @@ impl Store {
 
     /// Label names of the tenant's series that pass `matchers`, sorted.
     pub async fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
-        let names = self
-            .matching(tenant, matchers, |labels, out| {
-                out.extend(labels.keys().cloned())
-            })
-            .await;
-        Ok(names)
+        self.matching(tenant, matchers, |labels, out| {
+            out.extend(labels.keys().cloned())
+        })
+        .await
     }
 
     /// Values of one label over the tenant's series that pass `matchers`, sorted.
@@ -279,12 +310,10 @@ impl Store {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<Vec<String>> {
-        let values = self
-            .matching(tenant, matchers, |labels, out| {
-                out.extend(labels.get(name).cloned())
-            })
-            .await;
-        Ok(values)
+        self.matching(tenant, matchers, |labels, out| {
+            out.extend(labels.get(name).cloned())
+        })
+        .await
     }
 
     async fn matching(
@@ -292,7 +321,8 @@ impl Store {
         tenant: &str,
         matchers: &[Matcher],
         mut collect: impl FnMut(&Labels, &mut std::collections::BTreeSet<String>),
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>> {
+        sync_if_changed(&self.inner).await?;
         let state = self.inner.state.read().await;
         let mut out = std::collections::BTreeSet::new();
         if let Some(&t) = state.tenants.get(tenant) {
@@ -302,11 +332,12 @@ impl Store {
                 }
             }
         }
-        out.into_iter().collect()
+        Ok(out.into_iter().collect())
     }
 
     /// The tenant's services with their profile types, sorted by name.
     pub async fn services(&self, tenant: &str) -> Result<Vec<ServiceInfo>> {
+        sync_if_changed(&self.inner).await?;
         let state = self.inner.state.read().await;
         let mut by_service: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
             Default::default();
@@ -338,9 +369,19 @@ impl Store {
     }
 
     /// Builds the rollups whose windows ended at least `rollup_delay_ms`
-    /// before `now_ms`; returns how many it built.
+    /// before `now_ms`; returns how many it built. Safe to run on several
+    /// servers at once: a window is built by one of them.
     pub async fn compact(&self, now_ms: i64) -> Result<usize> {
         compact::compact(&self.inner, now_ms).await
+    }
+
+    /// How far compaction is behind at `now_ms`, in milliseconds: how long
+    /// the oldest dirty window has been ready to build (0 when none is).
+    pub async fn compaction_lag_ms(&self, now_ms: i64) -> Result<i64> {
+        let oldest = self.inner.backend.oldest_dirty_end().await?;
+        Ok(oldest.map_or(0, |end| {
+            (now_ms - self.inner.options.rollup_delay_ms - end).max(0)
+        }))
     }
 
     /// Deletes every block that ends before `cutoff_ms` and every annotation

@@ -9,7 +9,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use super::backend::{
-    AnnotationRow, Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window,
+    AnnotationRow, Backend, BlockMeta, Bucket, Epochs, FunctionRow, SeriesRow, Tx, Window,
 };
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreStats};
@@ -35,7 +35,7 @@ impl PostgresBackend {
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = current_schema() AND c.relkind = 'r' \
              AND c.relname IN ('tenants', 'functions', 'stack_nodes', 'series', 'blocks', 'blobs', 'dirty', \
-             'annotations')",
+             'annotations', 'epochs')",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -53,9 +53,28 @@ impl PostgresBackend {
     }
 }
 
+/// The key of the structure lock (see `backend.rs`): "FIREWATC" as an
+/// integer, unlikely to collide with another application's advisory locks
+/// on a shared database.
+macro_rules! structure_lock_key {
+    () => {
+        "5064669713724953667"
+    };
+}
+
 sql_backend!(
     PostgresBackend,
     PostgresTx,
     sqlx::Postgres,
-    "(SELECT value::bigint FROM json_array_elements_text($1::json))"
+    "(SELECT value::bigint FROM json_array_elements_text($1::json))",
+    Some(concat!(
+        "SELECT pg_advisory_xact_lock_shared(",
+        structure_lock_key!(),
+        ")"
+    )),
+    Some(concat!(
+        "SELECT pg_advisory_xact_lock(",
+        structure_lock_key!(),
+        ")"
+    ))
 );

@@ -22,6 +22,7 @@ struct Target {
 }
 
 pub(super) async fn select(inner: &Inner, sel: &Selection, step_ms: Option<i64>) -> Result<Merged> {
+    super::sync_if_changed(inner).await?;
     let (targets, sample_type) = targets(inner, sel).await;
     let step = choose_step(sel.from_ms, sel.until_ms, step_ms);
     let points = ((sel.until_ms - sel.from_ms).max(0) + step - 1) / step;
@@ -315,10 +316,24 @@ async fn to_profile(
         if complete {
             return Ok(profile);
         }
-        drop(state);
         if attempt == 0 {
+            // Leaves (or their functions) this server has not seen: written
+            // by another server, possibly with ids below the watermarks
+            // `refresh` reads from, so they are also fetched by id.
+            let missing: Vec<i64> = leaves
+                .iter()
+                .filter(|&&(leaf, _)| {
+                    state.path(leaf, &mut path).is_none()
+                        || path.iter().any(|&f| state.function(f).is_none())
+                })
+                .map(|&(leaf, _)| i64::from(leaf))
+                .collect();
+            drop(state);
             let mut state = inner.state.write().await;
             state.refresh(inner.backend.as_ref()).await?;
+            for chunk in missing.chunks(FETCH_CHUNK) {
+                state.load(inner.backend.as_ref(), chunk).await?;
+            }
         }
     }
     Err(StoreError::Corrupt {

@@ -1,8 +1,8 @@
 //! The SQL shared by both dialects, expanded once per backend by
 //! [`sql_backend!`]. The dialects differ only in how a list of ids is
 //! passed (a JSON array, unpacked by each database's JSON functions), in
-//! opening, migrations and size accounting, which live in `sqlite.rs` and
-//! `postgres.rs`.
+//! the structure lock (see `backend.rs`), in opening, migrations and size
+//! accounting, which live in `sqlite.rs` and `postgres.rs`.
 
 /// Ids as the JSON array the `$ids` fragment unpacks.
 pub(crate) fn ids_param(ids: &[i64]) -> String {
@@ -12,9 +12,10 @@ pub(crate) fn ids_param(ids: &[i64]) -> String {
 /// Implements `Backend` for `$backend` (which has a `pool` field and a
 /// `stats_impl` method) and a `Tx` type `$tx` for database `$db`; `$ids`
 /// is the SQL that turns bind parameter `$1`, a JSON array of integers, into
-/// a set for `IN`.
+/// a set for `IN`; `$shared` and `$exclusive` are the statements taking the
+/// structure lock at the start of a transaction (`None`: no statement).
 macro_rules! sql_backend {
-    ($backend:ident, $tx:ident, $db:ty, $ids:literal) => {
+    ($backend:ident, $tx:ident, $db:ty, $ids:literal, $shared:expr, $exclusive:expr) => {
         #[async_trait::async_trait]
         impl Backend for $backend {
             async fn tenants(&self) -> Result<Vec<(i64, String)>> {
@@ -37,11 +38,40 @@ macro_rules! sql_backend {
                     .await?)
             }
 
-            async fn series(&self, after: i64) -> Result<Vec<SeriesRow>> {
+            async fn series_since(&self, after: i64) -> Result<Vec<SeriesRow>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, tenant_id, labels, sample_types, period_type FROM series WHERE id > $1 ORDER BY id",
+                    "SELECT id, tenant_id, labels, sample_types, period_type, revision FROM series \
+                     WHERE revision > $1 ORDER BY id",
                 )
                 .bind(after)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn epochs(&self) -> Result<Epochs> {
+                let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM epochs")
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(Epochs::from_rows(rows))
+            }
+
+            async fn nodes_with_ancestors(&self, ids: &[i64]) -> Result<Vec<(i64, i64, i64)>> {
+                Ok(sqlx::query_as(concat!(
+                    "WITH RECURSIVE up (id, parent, function_id) AS (\
+                     SELECT id, parent, function_id FROM stack_nodes WHERE id IN ", $ids, " \
+                     UNION SELECT n.id, n.parent, n.function_id FROM stack_nodes n JOIN up ON n.id = up.parent) \
+                     SELECT id, parent, function_id FROM up"
+                ))
+                .bind(ids_param(ids))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn functions_by_id(&self, ids: &[i64]) -> Result<Vec<FunctionRow>> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT id, tenant_id, name, file, line FROM functions WHERE id IN ", $ids, ""
+                ))
+                .bind(ids_param(ids))
                 .fetch_all(&self.pool)
                 .await?)
             }
@@ -125,13 +155,32 @@ macro_rules! sql_backend {
                 .await?)
             }
 
-            async fn begin(&self) -> Result<Box<dyn Tx>> {
-                Ok(Box::new($tx {
-                    tx: self.pool.begin().await?,
-                }))
+            async fn oldest_dirty_end(&self) -> Result<Option<i64>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT MIN(start_ms + CASE tier WHEN 1 THEN 600000 WHEN 2 THEN 3600000 ELSE 86400000 END) \
+                     FROM dirty",
+                )
+                .fetch_one(&self.pool)
+                .await?)
             }
 
-            async fn delete_before(&self, cutoff_ms: i64) -> Result<(RetentionReport, Vec<i64>)> {
+            async fn begin(&self) -> Result<Box<dyn Tx>> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(lock) = $shared {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                Ok(Box::new($tx { tx }))
+            }
+
+            async fn begin_exclusive(&self) -> Result<Box<dyn Tx>> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(lock) = $exclusive {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                Ok(Box::new($tx { tx }))
+            }
+
+            async fn delete_before(&self, cutoff_ms: i64) -> Result<RetentionReport> {
                 let mut tx = self.pool.begin().await?;
                 let blobs = sqlx::query(
                     "DELETE FROM blobs WHERE id IN (SELECT id FROM blocks WHERE end_ms <= $1)",
@@ -151,35 +200,13 @@ macro_rules! sql_backend {
                     .bind(cutoff_ms)
                     .execute(&mut *tx)
                     .await?;
-                let gone: Vec<(i64,)> = sqlx::query_as(
-                    "DELETE FROM series WHERE id NOT IN (SELECT DISTINCT series_id FROM blocks) RETURNING id",
-                )
-                .fetch_all(&mut *tx)
-                .await?;
                 tx.commit().await?;
-                let report = RetentionReport {
+                Ok(RetentionReport {
                     blocks: blobs.rows_affected(),
-                    series: gone.len() as u64,
+                    series: 0,
                     dictionary_entries: 0,
                     annotations: annotations.rows_affected(),
-                };
-                Ok((report, gone.into_iter().map(|(id,)| id).collect()))
-            }
-
-            async fn delete_dictionary_except(&self, nodes: &[i64], functions: &[i64]) -> Result<u64> {
-                let mut tx = self.pool.begin().await?;
-                let n = sqlx::query(concat!("DELETE FROM stack_nodes WHERE id NOT IN ", $ids, ""))
-                    .bind(ids_param(nodes))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let f = sqlx::query(concat!("DELETE FROM functions WHERE id NOT IN ", $ids, ""))
-                    .bind(ids_param(functions))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                tx.commit().await?;
-                Ok(n + f)
+                })
             }
 
             async fn insert_annotation(&self, tenant: &str, time_ms: i64, text: &str, labels: &str) -> Result<i64> {
@@ -294,31 +321,114 @@ macro_rules! sql_backend {
                     .await?)
             }
 
-            async fn series(&mut self, tenant_id: i64, labels: &str, sample_types: &str, period_type: &str) -> Result<i64> {
-                sqlx::query(
-                    "INSERT INTO series (tenant_id, labels, sample_types, period_type) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (tenant_id, labels) DO NOTHING",
+            async fn epochs(&mut self) -> Result<Epochs> {
+                let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM epochs")
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                Ok(Epochs::from_rows(rows))
+            }
+
+            async fn bump_epoch(&mut self, name: &str) -> Result<i64> {
+                Ok(sqlx::query_scalar("UPDATE epochs SET value = value + 1 WHERE name = $1 RETURNING value")
+                    .bind(name)
+                    .fetch_one(&mut *self.tx)
+                    .await?)
+            }
+
+            async fn series_row(&mut self, tenant_id: i64, labels: &str) -> Result<Option<SeriesRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, tenant_id, labels, sample_types, period_type, revision FROM series \
+                     WHERE tenant_id = $1 AND labels = $2",
+                )
+                .bind(tenant_id)
+                .bind(labels)
+                .fetch_optional(&mut *self.tx)
+                .await?)
+            }
+
+            async fn series_count(&mut self, tenant_id: i64) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_one(&mut *self.tx)
+                    .await?)
+            }
+
+            async fn insert_series(
+                &mut self,
+                tenant_id: i64,
+                labels: &str,
+                sample_types: &str,
+                period_type: &str,
+                revision: i64,
+            ) -> Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO series (tenant_id, labels, sample_types, period_type, revision) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 )
                 .bind(tenant_id)
                 .bind(labels)
                 .bind(sample_types)
                 .bind(period_type)
-                .execute(&mut *self.tx)
-                .await?;
-                Ok(sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = $1 AND labels = $2")
-                    .bind(tenant_id)
-                    .bind(labels)
-                    .fetch_one(&mut *self.tx)
-                    .await?)
+                .bind(revision)
+                .fetch_one(&mut *self.tx)
+                .await?)
             }
 
-            async fn set_sample_types(&mut self, series_id: i64, sample_types: &str) -> Result<()> {
-                sqlx::query("UPDATE series SET sample_types = $1 WHERE id = $2")
+            async fn set_sample_types(&mut self, series_id: i64, sample_types: &str, revision: i64) -> Result<()> {
+                sqlx::query("UPDATE series SET sample_types = $1, revision = $2 WHERE id = $3")
                     .bind(sample_types)
+                    .bind(revision)
                     .bind(series_id)
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())
+            }
+
+            async fn max_blob_id(&mut self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM blobs")
+                    .fetch_one(&mut *self.tx)
+                    .await?)
+            }
+
+            async fn blobs_after(&mut self, after: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+                Ok(sqlx::query_as("SELECT id, data FROM blobs WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&mut *self.tx)
+                    .await?)
+            }
+
+            async fn delete_empty_series(&mut self) -> Result<Vec<i64>> {
+                // NOT EXISTS probes the blocks index once per series rather
+                // than scanning every block.
+                let gone: Vec<(i64,)> = sqlx::query_as(
+                    "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocks.series_id = series.id) \
+                     RETURNING id",
+                )
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let gone: Vec<i64> = gone.into_iter().map(|(id,)| id).collect();
+                if !gone.is_empty() {
+                    sqlx::query(concat!("DELETE FROM dirty WHERE series_id IN ", $ids, ""))
+                        .bind(ids_param(&gone))
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(gone)
+            }
+
+            async fn delete_dictionary_except(&mut self, nodes: &[i64], functions: &[i64]) -> Result<u64> {
+                let n = sqlx::query(concat!("DELETE FROM stack_nodes WHERE id NOT IN ", $ids, ""))
+                    .bind(ids_param(nodes))
+                    .execute(&mut *self.tx)
+                    .await?
+                    .rows_affected();
+                let f = sqlx::query(concat!("DELETE FROM functions WHERE id NOT IN ", $ids, ""))
+                    .bind(ids_param(functions))
+                    .execute(&mut *self.tx)
+                    .await?
+                    .rows_affected();
+                Ok(n + f)
             }
 
             async fn insert_block(&mut self, meta: &BlockMeta, data: &[u8]) -> Result<i64> {
@@ -381,19 +491,26 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
-            async fn clear_dirty(&mut self, w: Window) -> Result<()> {
-                sqlx::query("DELETE FROM dirty WHERE series_id = $1 AND tier = $2 AND start_ms = $3 AND version = $4")
-                    .bind(w.series_id)
-                    .bind(i64::from(w.tier))
-                    .bind(w.start_ms)
-                    .bind(w.version)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
+            async fn clear_dirty(&mut self, w: Window) -> Result<bool> {
+                let cleared = sqlx::query(
+                    "DELETE FROM dirty WHERE series_id = $1 AND tier = $2 AND start_ms = $3 AND version = $4",
+                )
+                .bind(w.series_id)
+                .bind(i64::from(w.tier))
+                .bind(w.start_ms)
+                .bind(w.version)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(cleared.rows_affected() > 0)
             }
 
             async fn commit(self: Box<Self>) -> Result<()> {
                 self.tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rollback(self: Box<Self>) -> Result<()> {
+                self.tx.rollback().await?;
                 Ok(())
             }
         }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::backend::{
-    AnnotationRow, Backend, BlockMeta, Bucket, FunctionRow, SeriesRow, Tx, Window,
+    AnnotationRow, Backend, BlockMeta, Bucket, Epochs, FunctionRow, SeriesRow, Tx, Window,
 };
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreError, StoreStats};
@@ -80,5 +80,8 @@ sql_backend!(
     SqliteBackend,
     SqliteTx,
     sqlx::Sqlite,
-    "(SELECT value FROM json_each($1))"
+    "(SELECT value FROM json_each($1))",
+    // One server per file: the store's own write lock orders its writers.
+    None::<&'static str>,
+    None::<&'static str>
 );

@@ -3,23 +3,27 @@
 use firewatch_profile::{FuncId, SampleType};
 use rustc_hash::FxHashMap;
 
-use super::backend::{BlockMeta, SeriesRow, Tx, Window};
+use super::backend::{BlockMeta, SERIES_EPOCH, SeriesRow, Tx, Window};
 use super::blob::{Block, encode_totals};
-use super::dict::{State, sample_types_json};
+use super::dict::{State, parse_sample_types, sample_types_json};
 use super::plan::{TIER_WIDTH_MS, window_start};
 use super::{Inner, NewProfile, Result, StoreError};
 
-/// Dictionary entries and series created by the running transaction; they
-/// join the shared [`State`] only once it committed.
+/// Dictionary entries and series created or changed by the running
+/// transaction; they join the shared [`State`] only once it committed.
 #[derive(Default)]
 struct Overlay {
     tenants: FxHashMap<String, u32>,
     functions: FxHashMap<(u32, String, String, u32), u32>,
     nodes: FxHashMap<(u32, u32), u32>,
     series: FxHashMap<(u32, String), u32>,
-    new_series: Vec<SeriesRow>,
-    sample_types: FxHashMap<u32, Vec<SampleType>>,
-    new_series_per_tenant: FxHashMap<u32, usize>,
+    /// Series rows as this transaction left them (created, or with
+    /// sample types appended), read under the `series` epoch lock.
+    series_rows: FxHashMap<u32, SeriesRow>,
+    /// The `series` epoch this transaction bumped, once it needed to.
+    revision: Option<i64>,
+    /// Series per tenant as counted by the database in this transaction.
+    series_counts: FxHashMap<u32, usize>,
     stacks: Vec<(Vec<u32>, u32)>,
     marked: Vec<(u32, i64, i64)>,
 }
@@ -84,20 +88,36 @@ async fn commit(inner: &Inner, profiles: &[NewProfile]) -> Result<()> {
     commit_refs(inner, &profiles.iter().collect::<Vec<_>>()).await
 }
 
+/// Attempts at a write transaction: a deadlock between servers inserting
+/// the same new dictionary entries in different orders aborts one of
+/// them, which then simply runs again; so does a writer that finds the
+/// store's structure changed (retention on another server) and reloads.
+const WRITE_ATTEMPTS: usize = 5;
+
 /// One transaction; the caller holds the writer.
 async fn commit_refs(inner: &Inner, profiles: &[&NewProfile]) -> Result<()> {
-    let mut overlay = Overlay::default();
-    {
-        let state = inner.state.read().await;
-        let mut tx = inner.backend.begin().await?;
-        for p in profiles {
-            if p.profile.is_empty() || p.profile.sample_types().is_empty() {
-                continue;
+    let mut attempt = 0;
+    let overlay = loop {
+        attempt += 1;
+        match try_commit(inner, profiles).await {
+            Ok(Some(overlay)) => break overlay,
+            Ok(None) if attempt < WRITE_ATTEMPTS => {
+                // Retention deleted series or dictionary entries since this
+                // server last looked: what it cached may be gone.
+                inner
+                    .state
+                    .write()
+                    .await
+                    .sync(inner.backend.as_ref())
+                    .await?;
             }
-            write_one(inner, &state, &mut overlay, tx.as_mut(), p).await?;
+            Ok(None) => return Err(StoreError::Contended),
+            Err(e) if attempt < WRITE_ATTEMPTS && e.is_transient() => {
+                tracing::debug!(error = %e, attempt, "write transaction aborted; retrying");
+            }
+            Err(e) => return Err(e),
         }
-        tx.commit().await?;
-    }
+    };
     let mut state = inner.state.write().await;
     for (name, id) in overlay.tenants {
         state.tenants.insert(name, id);
@@ -108,19 +128,52 @@ async fn commit_refs(inner: &Inner, profiles: &[&NewProfile]) -> Result<()> {
     for ((parent, function), id) in overlay.nodes {
         state.add_node(id, parent, function);
     }
-    for row in &overlay.new_series {
+    for row in overlay.series_rows.values() {
         state.add_series(row);
-    }
-    for (id, types) in overlay.sample_types {
-        if let Some(s) = state.series.get_mut(&id) {
-            s.sample_types = types;
-        }
     }
     for (stack, leaf) in overlay.stacks {
         state.remember_stack(&stack, leaf);
     }
     state.note_marked(&overlay.marked, now_ms());
     Ok(())
+}
+
+/// Writes and commits the profiles; `None` (nothing written) when the
+/// in-memory state must be reloaded first.
+async fn try_commit(inner: &Inner, profiles: &[&NewProfile]) -> Result<Option<Overlay>> {
+    let state = inner.state.read().await;
+    let mut tx = inner.backend.begin().await?;
+    let result = async {
+        // Read under the structure lock: retention cannot delete anything
+        // this transaction is about to reference until it ends.
+        let epochs = tx.epochs().await?;
+        if state.stale_for_writes(&epochs) {
+            return Ok(None);
+        }
+        let mut overlay = Overlay::default();
+        for p in profiles {
+            if p.profile.is_empty() || p.profile.sample_types().is_empty() {
+                continue;
+            }
+            write_one(inner, &state, &mut overlay, tx.as_mut(), p).await?;
+        }
+        Ok(Some(overlay))
+    }
+    .await;
+    match result {
+        Ok(Some(overlay)) => {
+            tx.commit().await?;
+            Ok(Some(overlay))
+        }
+        other => {
+            // Explicitly, so the structure lock is released now rather than
+            // when the connection is next used.
+            if let Err(e) = tx.rollback().await {
+                tracing::debug!(error = %e, "rollback failed");
+            }
+            other
+        }
+    }
 }
 
 async fn write_one(
@@ -145,75 +198,26 @@ async fn write_one(
 
     // The series and the column of each of the profile's sample types.
     let labels_json = serde_json::to_string(&p.labels).unwrap_or_default();
-    let key = (tenant, labels_json.clone());
-    let series = match state
-        .series_id(tenant, &labels_json)
-        .or(overlay.series.get(&key).copied())
-    {
-        Some(id) => id,
-        None => {
-            let existing = state.series_count(tenant)
-                + overlay
-                    .new_series_per_tenant
-                    .get(&tenant)
-                    .copied()
-                    .unwrap_or(0);
-            if existing >= inner.options.max_series_per_tenant {
-                return Err(StoreError::LimitExceeded {
-                    what: "series per tenant",
-                    limit: inner.options.max_series_per_tenant as u64,
-                });
-            }
-            let types = sample_types_json(p.profile.sample_types());
-            let period = p
-                .profile
-                .period_type
-                .as_ref()
-                .map(|t| format!("{}/{}", t.kind, t.unit))
-                .unwrap_or_default();
-            let id = tx
-                .series(i64::from(tenant), &labels_json, &types, &period)
-                .await? as u32;
-            overlay.series.insert(key, id);
-            *overlay.new_series_per_tenant.entry(tenant).or_default() += 1;
-            overlay.new_series.push(SeriesRow {
-                id: i64::from(id),
-                tenant_id: i64::from(tenant),
-                labels: labels_json.clone(),
-                sample_types: types,
-                period_type: period,
-            });
-            overlay
-                .sample_types
-                .insert(id, p.profile.sample_types().to_vec());
-            id
-        }
+    let wanted = p.profile.sample_types();
+    let known = overlay
+        .series
+        .get(&(tenant, labels_json.clone()))
+        .copied()
+        .or_else(|| state.series_id(tenant, &labels_json))
+        .and_then(|id| {
+            let types = match overlay.series_rows.get(&id) {
+                Some(row) => parse_sample_types(&row.sample_types),
+                None => state.series.get(&id)?.sample_types.clone(),
+            };
+            columns_of(wanted, &types).map(|c| (id, c))
+        });
+    // Columns are only ever appended, so a known series' known columns stay
+    // right whatever other servers appended since; anything else is read
+    // and changed under the `series` epoch lock.
+    let (series, columns) = match known {
+        Some(found) => found,
+        None => resolve_series(inner, overlay, tx, tenant, &labels_json, p).await?,
     };
-    let mut series_types = match overlay.sample_types.get(&series) {
-        Some(t) => t.clone(),
-        None => state
-            .series
-            .get(&series)
-            .map(|s| s.sample_types.clone())
-            .unwrap_or_default(),
-    };
-    let before = series_types.len();
-    let columns: Vec<u32> = p
-        .profile
-        .sample_types()
-        .iter()
-        .map(|t| {
-            series_types.iter().position(|s| s == t).unwrap_or_else(|| {
-                series_types.push(t.clone());
-                series_types.len() - 1
-            }) as u32
-        })
-        .collect();
-    if series_types.len() != before {
-        tx.set_sample_types(i64::from(series), &sample_types_json(&series_types))
-            .await?;
-        overlay.sample_types.insert(series, series_types);
-    }
 
     // Functions of this profile -> dictionary ids.
     let mut remap: Vec<u32> = Vec::with_capacity(p.profile.function_count());
@@ -238,7 +242,7 @@ async fn write_one(
     }
 
     // Stacks -> leaf nodes.
-    let width = p.profile.sample_types().len();
+    let width = wanted.len();
     let mut rows: Vec<(u32, &[i64])> = Vec::with_capacity(p.profile.stack_count());
     let mut global: Vec<u32> = Vec::with_capacity(64);
     for (stack, values) in p.profile.samples() {
@@ -328,6 +332,100 @@ async fn write_one(
         }
     }
     Ok(())
+}
+
+/// The column of each wanted sample type among a series' types, if all are there.
+fn columns_of(wanted: &[SampleType], types: &[SampleType]) -> Option<Vec<u32>> {
+    wanted
+        .iter()
+        .map(|t| types.iter().position(|s| s == t).map(|c| c as u32))
+        .collect()
+}
+
+/// Finds or creates the series of a profile and appends the sample types
+/// it lacks, holding the `series` epoch lock so that servers changing
+/// series do so one after the other and each sees the others' columns.
+async fn resolve_series(
+    inner: &Inner,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    tenant: u32,
+    labels_json: &str,
+    p: &NewProfile,
+) -> Result<(u32, Vec<u32>)> {
+    // A series another server created with every column this profile
+    // needs is used as it is: columns only ever get appended.
+    if let Some(row) = tx.series_row(i64::from(tenant), labels_json).await?
+        && let Some(columns) = columns_of(
+            p.profile.sample_types(),
+            &parse_sample_types(&row.sample_types),
+        )
+    {
+        let id = row.id as u32;
+        overlay.series.insert((tenant, labels_json.to_owned()), id);
+        overlay.series_rows.insert(id, row);
+        return Ok((id, columns));
+    }
+    let revision = match overlay.revision {
+        Some(r) => r,
+        None => {
+            let r = tx.bump_epoch(SERIES_EPOCH).await?;
+            overlay.revision = Some(r);
+            r
+        }
+    };
+    let mut row = match tx.series_row(i64::from(tenant), labels_json).await? {
+        Some(row) => row,
+        None => {
+            let count = match overlay.series_counts.get(&tenant) {
+                Some(&n) => n,
+                None => usize::try_from(tx.series_count(i64::from(tenant)).await?).unwrap_or(0),
+            };
+            if count >= inner.options.max_series_per_tenant {
+                return Err(StoreError::LimitExceeded {
+                    what: "series per tenant",
+                    limit: inner.options.max_series_per_tenant as u64,
+                });
+            }
+            let types = sample_types_json(p.profile.sample_types());
+            let period = p
+                .profile
+                .period_type
+                .as_ref()
+                .map(|t| format!("{}/{}", t.kind, t.unit))
+                .unwrap_or_default();
+            let id = tx
+                .insert_series(i64::from(tenant), labels_json, &types, &period, revision)
+                .await?;
+            overlay.series_counts.insert(tenant, count + 1);
+            SeriesRow {
+                id,
+                tenant_id: i64::from(tenant),
+                labels: labels_json.to_owned(),
+                sample_types: types,
+                period_type: period,
+                revision,
+            }
+        }
+    };
+    let id = row.id as u32;
+    let mut types = parse_sample_types(&row.sample_types);
+    let before = types.len();
+    for t in p.profile.sample_types() {
+        if !types.contains(t) {
+            types.push(t.clone());
+        }
+    }
+    if types.len() != before {
+        row.sample_types = sample_types_json(&types);
+        row.revision = revision;
+        tx.set_sample_types(row.id, &row.sample_types, revision)
+            .await?;
+    }
+    let columns = columns_of(p.profile.sample_types(), &types).unwrap_or_default();
+    overlay.series.insert((tenant, labels_json.to_owned()), id);
+    overlay.series_rows.insert(id, row);
+    Ok((id, columns))
 }
 
 /// How long before a window becomes ready to build its dirty mark is no

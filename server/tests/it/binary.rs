@@ -97,16 +97,22 @@ pub fn start(db: &str) -> Running {
 
 /// Starts the binary with extra flags (e.g. `--log`).
 pub fn start_with(db: &str, extra: &[&str]) -> Running {
-    let mut child = server()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            db,
-            "--compact-interval",
-            "1s",
-        ])
-        .args(extra)
+    let mut cmd = server();
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--storage",
+        db,
+        "--compact-interval",
+        "1s",
+    ])
+    .args(extra);
+    launch(cmd)
+}
+
+/// Starts a command of the binary and waits until it says where it listens.
+pub fn launch(mut cmd: Command) -> Running {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -118,18 +124,20 @@ pub fn start_with(db: &str, extra: &[&str]) -> Running {
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://")
-                && let Some(tx) = tx.take()
-            {
-                let addr = line[at + "listening on http://".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
+            let addr = line
+                .find("listening on http")
+                .and_then(|at| line[at..].split_once("://"))
+                .and_then(|(_, rest)| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+                .map(str::to_owned);
+            // Kept before the address is told, so a caller that got it
+            // finds the line in the log.
             if let Ok(mut lines) = lines.lock() {
                 lines.push(line);
+            }
+            if let Some(addr) = addr
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr);
             }
         }
     });

@@ -27,6 +27,7 @@ pub enum Transport {
 /// A running application and its store.
 pub struct TestServer {
     pub store: Store,
+    pub metrics: std::sync::Arc<firewatch_server::metrics::Metrics>,
     router: Router,
     backend: Backend,
     transport: Transport,
@@ -53,9 +54,22 @@ impl TestServer {
         limits: IngestLimits,
         options: StoreOptions,
     ) -> TestServer {
+        TestServer::configured(backend, transport, limits, options, |s| s).await
+    }
+
+    /// A server whose state `configure` completes (tokens, rate limits).
+    pub async fn configured(
+        backend: Backend,
+        transport: Transport,
+        limits: IngestLimits,
+        options: StoreOptions,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> TestServer {
         let (url, dir) = fresh_url(backend).await;
         let store = Store::open(&url, options).await.expect("open store");
-        let router = app(AppState::new(store.clone(), limits));
+        let state = configure(AppState::new(store.clone(), limits));
+        let metrics = state.metrics.clone();
+        let router = app(state);
         let addr = match transport {
             Transport::Oneshot => None,
             Transport::Http => {
@@ -72,6 +86,7 @@ impl TestServer {
         };
         TestServer {
             store,
+            metrics,
             router,
             backend,
             transport,
@@ -233,6 +248,11 @@ impl Req {
 
     pub fn tenant(self, tenant: &str) -> Req {
         self.header("X-Scope-OrgID", tenant)
+    }
+
+    /// Method and target, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.method, self.target)
     }
 }
 

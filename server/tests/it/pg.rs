@@ -24,8 +24,13 @@ pub async fn fresh_database() -> String {
         .await
         .expect("PostgreSQL start thread")
         .unwrap_or_else(|e| panic!("{e}"));
+    // The time too: a server kept across runs may hold databases of an
+    // earlier process that had the same id.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let name = format!(
-        "fw_{}_{}",
+        "fw_{}_{nanos}_{}",
         std::process::id(),
         DATABASES.fetch_add(1, Ordering::Relaxed)
     );

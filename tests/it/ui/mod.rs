@@ -90,7 +90,7 @@ fn checkout_data(base: &str) -> i64 {
 }
 
 fn first_row(table: &str) -> String {
-    format!("{table} tbody tr:first-child td.name")
+    format!("{table} tbody tr:first-child td.name button.link")
 }
 
 #[test]
@@ -186,11 +186,18 @@ fn ui_walkthrough() {
         b.wait("document.querySelectorAll('#top tbody tr').length === 6", "every function").await;
         assert_eq!(b.text(&first_row("#top")).await, "parse", "sorted by self");
         b.click("#top th button[data-sort=name]").await;
-        b.wait("document.querySelector('#top tbody td.name').textContent === 'handle'", "sorted by name").await;
+        b.wait("document.querySelector('#top tbody td.name button.link').textContent === 'handle'", "sorted by name").await;
         b.shot("05-table").await;
 
+        // A row's finder highlights the function in the flamegraph.
+        b.click("#top tbody tr:nth-child(1) td.name button.find").await;
+        b.wait("window.firewatch.state.view === 'flame' && window.firewatch.state.search === 'handle'", "the function highlighted").await;
+        b.wait("document.getElementById('search-result').textContent.includes('90.00%')", "handle's share").await;
+        b.client.back().await.expect("back to the table");
+        b.wait("window.firewatch.state.view === 'table' && document.querySelector('#top tbody tr')", "the table again").await;
+
         // A row opens the function's sandwich: callers above, callees below.
-        b.click("#top tbody tr:nth-child(1) td.name button").await;
+        b.click("#top tbody tr:nth-child(1) td.name button.link").await;
         b.wait("window.firewatch.state.view === 'sandwich' && window.firewatch.state.fn === 'handle'", "the sandwich").await;
         assert!(b.node("callers", "serve").await.is_some(), "serve calls handle");
         assert!(b.node("callees", "parse").await.is_some(), "handle calls parse");

@@ -8,9 +8,24 @@
 //! retention = "30d"            # "forever" keeps everything
 //! compact_interval = "10s"
 //! log = "info"
+//! log_format = "text"          # or "json"
 //! max_series_per_tenant = 10000
+//! tokens_file = "/etc/firewatch/tokens.toml"   # more [[tokens]], kept apart
+//! tls_cert = "/etc/firewatch/tls.crt"          # PEM; both or neither
+//! tls_key = "/etc/firewatch/tls.key"
+//! insecure_no_auth = false     # allow a non-loopback listen without tokens
+//!
+//! [[tokens]]                   # see `security.rs`
+//! name = "agents"
+//! token_sha256 = "..."
+//! scope = "ingest"
+//! tenant = "team-a"
 //!
 //! [limits]
+//! ingest_rate_bytes_per_second = "8MiB"   # per tenant; absent: unlimited
+//! ingest_burst_bytes = "32MiB"            # default: the rate, at least max_body_bytes
+//! [limits.tenants.team-a]                 # overrides; "unlimited" lifts the limit
+//! ingest_rate_bytes_per_second = "32MiB"
 //! max_body_bytes = "16MiB"     # sizes: integers (bytes) or "64KiB", "16MiB", "1GiB"
 //! max_decompressed_bytes = "16MiB"
 //! max_samples = 100000
@@ -21,6 +36,10 @@
 //! max_profiles_per_request = 1000
 //! ```
 
+mod security;
+mod sizes;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,7 +47,14 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use self::security::is_loopback;
+use self::security::{TokenEntry, check_exposure, read_tokens_file, resolve_tokens};
+pub use self::sizes::parse_size;
+use self::sizes::{FileTenantLimits, Size, print_rates, rate_limits, size};
+use crate::auth::TokenSpec;
 use crate::ingest::IngestLimits;
+use crate::ratelimit::RateLimits;
+use crate::serve::TlsFiles;
 use crate::store::StoreOptions;
 use crate::time::parse_duration;
 
@@ -73,6 +99,17 @@ pub enum ConfigError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// Listening beyond this machine with authentication off, unasked.
+    #[error(
+        "refusing to listen on {listen} without authentication: anyone who can reach it could \
+         read and write every tenant. Configure tokens ([[tokens]] in the config file, or \
+         --tokens-file), listen on a loopback address (--listen 127.0.0.1:4040), or pass \
+         --insecure-no-auth (FIREWATCH_INSECURE_NO_AUTH=true) to accept this"
+    )]
+    Exposed {
+        /// The listen address.
+        listen: String,
     },
 }
 
@@ -132,6 +169,33 @@ pub struct Cli {
     /// Profiles per push request [default: 1000].
     #[arg(long, env = "FIREWATCH_MAX_PROFILES_PER_REQUEST", value_name = "N")]
     pub max_profiles_per_request: Option<usize>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "FIREWATCH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// TOML file of [[tokens]] (added to those of the config file); with
+    /// tokens, every API request needs one.
+    #[arg(long, env = "FIREWATCH_TOKENS_FILE", value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "FIREWATCH_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FIREWATCH_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without tokens.
+    #[arg(long, env = "FIREWATCH_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Ingest bytes per second per tenant, e.g. 8MiB [default: unlimited].
+    #[arg(
+        long,
+        env = "FIREWATCH_INGEST_RATE_BYTES_PER_SECOND",
+        value_name = "SIZE"
+    )]
+    pub ingest_rate_bytes_per_second: Option<String>,
+    /// Ingest bytes a tenant may send at once [default: the rate, at least
+    /// --max-body-bytes].
+    #[arg(long, env = "FIREWATCH_INGEST_BURST_BYTES", value_name = "SIZE")]
+    pub ingest_burst_bytes: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -147,8 +211,18 @@ pub struct FileConfig {
     compact_interval: Option<String>,
     log: Option<String>,
     max_series_per_tenant: Option<usize>,
+    log_format: Option<String>,
+    tokens_file: Option<PathBuf>,
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_no_auth: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
+    /// Where the file was read from, for messages.
+    #[serde(skip)]
+    path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,14 +236,10 @@ struct FileLimits {
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
     max_profiles_per_request: Option<usize>,
-}
-
-/// A size in the file: bytes, or text with a unit.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Size {
-    Bytes(u64),
-    Text(String),
+    ingest_rate_bytes_per_second: Option<Size>,
+    ingest_burst_bytes: Option<Size>,
+    #[serde(default)]
+    tenants: BTreeMap<String, FileTenantLimits>,
 }
 
 /// The effective configuration.
@@ -191,6 +261,30 @@ pub struct Config {
     pub max_series_per_tenant: usize,
     /// Ingest limits.
     pub limits: IngestLimits,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Ingest rate limits per tenant (printed within `[limits]`).
+    #[serde(skip)]
+    pub ingest_rate: RateLimits,
+    /// Whether a non-loopback listen address without tokens is accepted.
+    pub insecure_no_auth: bool,
+    /// HTTPS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Tokens, from the config file and the tokens file (digests only).
+    pub tokens: Vec<TokenSpec>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -209,7 +303,10 @@ impl Config {
     /// they name, and defaults.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         let file = match &cli.config {
-            Some(path) => read_file(path)?,
+            Some(path) => FileConfig {
+                path: Some(path.clone()),
+                ..read_file(path)?
+            },
             None => FileConfig::default(),
         };
         Config::resolve(cli, file)
@@ -219,6 +316,11 @@ impl Config {
     pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
         let d = IngestLimits::default();
         let l = file.limits;
+        let file_rate = (
+            l.ingest_rate_bytes_per_second,
+            l.ingest_burst_bytes,
+            l.tenants,
+        );
         let limits = IngestLimits {
             max_body_bytes: size(
                 "max_body_bytes",
@@ -291,6 +393,49 @@ impl Config {
             .max_series_per_tenant
             .or(file.max_series_per_tenant)
             .unwrap_or(StoreOptions::default().max_series_per_tenant);
+        let log_format = match cli
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(value(
+                    "log_format",
+                    format!("expected text or json, got {other:?}"),
+                ));
+            }
+        };
+        let ingest_rate = rate_limits(cli, file_rate, limits.max_body_bytes)?;
+        let tls_cert = cli.tls_cert.clone().or(file.tls_cert);
+        let tls_key = cli.tls_key.clone().or(file.tls_key);
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(value(
+                "tls_cert",
+                "give both a certificate (--tls-cert) and its key (--tls-key)".into(),
+            ));
+        }
+        let origin = file
+            .path
+            .as_ref()
+            .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
+        let mut entries: Vec<(String, TokenEntry)> = file
+            .tokens
+            .into_iter()
+            .map(|t| (origin.clone(), t))
+            .collect();
+        if let Some(path) = cli.tokens_file.clone().or(file.tokens_file) {
+            let origin = path.display().to_string();
+            entries.extend(
+                read_tokens_file(&path)?
+                    .into_iter()
+                    .map(|t| (origin.clone(), t)),
+            );
+        }
+        let tokens = resolve_tokens(&entries)?;
         Ok(Config {
             listen: cli
                 .listen
@@ -311,7 +456,27 @@ impl Config {
                 .unwrap_or_else(|| "info".to_owned()),
             max_series_per_tenant,
             limits,
+            log_format,
+            ingest_rate,
+            insecure_no_auth: cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+            tls_cert,
+            tls_key,
+            tokens,
         })
+    }
+
+    /// The HTTPS files, when both are set.
+    pub fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    /// Refuses a listen address other machines can reach while
+    /// authentication is off, unless `insecure_no_auth` says so.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        check_exposure(&self.listen, &self.tokens, self.insecure_no_auth)
     }
 
     /// Options for opening the store.
@@ -338,28 +503,18 @@ impl Config {
 
     /// The configuration as TOML (sizes in bytes, durations in ms).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
-    }
-}
-
-/// A size setting: the flag (or its variable), else the file, else the default.
-fn size(
-    name: &'static str,
-    flag: &Option<String>,
-    file: Option<Size>,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    match (flag, file) {
-        (Some(text), _) => parse_size(text).map_err(|m| value(name, m)),
-        (None, Some(Size::Bytes(b))) => {
-            usize::try_from(b).map_err(|_| value(name, "too large".into()))
+        let Ok(mut table) = toml::Table::try_from(self) else {
+            return String::new();
+        };
+        // The rates as the file writes them, so the output reads back.
+        if let Some(toml::Value::Table(limits)) = table.get_mut("limits") {
+            print_rates(&self.ingest_rate, limits);
         }
-        (None, Some(Size::Text(text))) => parse_size(&text).map_err(|m| value(name, m)),
-        (None, None) => Ok(default),
+        toml::to_string(&table).unwrap_or_default()
     }
 }
 
-fn value(name: &'static str, message: String) -> ConfigError {
+pub(crate) fn value(name: &'static str, message: String) -> ConfigError {
     ConfigError::Value { name, message }
 }
 
@@ -387,120 +542,5 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
-/// Parses `1048576`, `64KiB`, `16MiB`, `1GiB` (also `KB`, `MB`, `GB` as
-/// powers of 1000, and `K`/`M`/`G` as powers of 1024).
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("expected a size such as 16MiB, got {text:?}"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| format!("size {text:?} is too large"))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(text: &str) -> FileConfig {
-        toml::from_str(text).unwrap()
-    }
-
-    #[test]
-    fn defaults() {
-        let c = Config::resolve(&Cli::default(), FileConfig::default()).unwrap();
-        assert_eq!(c.listen, DEFAULT_LISTEN);
-        assert_eq!(c.storage, DEFAULT_STORAGE);
-        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
-        assert_eq!(c.compact_interval, Duration::from_secs(10));
-        assert_eq!(c.limits, IngestLimits::default());
-    }
-
-    #[test]
-    fn flags_win_over_the_file() {
-        let f = file(
-            r#"
-            listen = "0.0.0.0:9"
-            storage = "postgres://u@h/db"
-            retention = "forever"
-            [limits]
-            max_body_bytes = "1MiB"
-            max_samples = 5
-            "#,
-        );
-        let cli = Cli::try_parse_from([
-            "firewatch-server",
-            "--listen",
-            "127.0.0.1:1",
-            "--max-samples",
-            "7",
-        ])
-        .unwrap();
-        let c = Config::resolve(&cli, f).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:1");
-        assert_eq!(c.storage, "postgres://u@h/db");
-        assert_eq!(c.retention, None);
-        assert_eq!(c.limits.max_body_bytes, 1 << 20);
-        assert_eq!(c.limits.max_samples, 7);
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let e = toml::from_str::<FileConfig>("listne = 1").unwrap_err();
-        assert!(e.to_string().contains("listne"), "{e}");
-        let cli = Cli {
-            retention: Some("30 days".into()),
-            ..Cli::default()
-        };
-        let e = Config::resolve(&cli, FileConfig::default()).unwrap_err();
-        assert!(e.to_string().starts_with("invalid retention"), "{e}");
-        let e = Config::resolve(&Cli::default(), file("[limits]\nmax_samples = 0")).unwrap_err();
-        assert!(e.to_string().contains("max_samples"), "{e}");
-    }
-
-    #[test]
-    fn sizes_and_paths() {
-        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert_eq!(parse_size("2 KB"), Ok(2000));
-        assert!(parse_size("1TB").is_err());
-        assert!(parse_size("MiB").is_err());
-        assert_eq!(
-            sqlite_path("sqlite://./data/fw.db?mode=rwc"),
-            Some(PathBuf::from("./data/fw.db"))
-        );
-        assert_eq!(sqlite_path("sqlite::memory:"), None);
-        assert_eq!(sqlite_path("postgres://x"), None);
-    }
-
-    #[test]
-    fn prepares_the_sqlite_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("a/b/fw.db");
-        let cli = Cli {
-            storage: Some(format!("sqlite://{}", db.display())),
-            ..Cli::default()
-        };
-        let c = Config::resolve(&cli, FileConfig::default()).unwrap();
-        c.prepare_storage().unwrap();
-        assert!(dir.path().join("a/b").is_dir());
-        assert!(
-            c.to_toml().contains("max_samples = 100000"),
-            "{}",
-            c.to_toml()
-        );
-    }
-}
+mod tests;
