@@ -86,6 +86,12 @@ impl Labeler {
         self.targets.pids_only().then_some(false)
     }
 
+    /// The only processes the targets can select, when they name pids and
+    /// nothing else.
+    pub fn only_pids(&self) -> Option<&[u32]> {
+        (!self.targets.is_all() && self.targets.pids_only()).then_some(self.targets.pids.as_slice())
+    }
+
     /// The labels of kernel threads, all in one series.
     pub fn kernel_labels(&self) -> Labels {
         self.finish(

@@ -23,6 +23,7 @@
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
@@ -41,6 +42,10 @@ use perf_event::Counter;
 /// The allocation samples' registers: SI and DI (`PERF_REG_X86_SI`, `_DI`:
 /// the first two arguments) and the unwinder's BP, SP, IP.
 pub const ALLOC_REGS_MASK: u64 = USER_REGS_MASK | (1 << 4) | (1 << 5);
+
+/// Shortest time between two catch-ups of probed threads with `/proc`
+/// after records were lost.
+const RECONCILE_AFTER_LOSS: Duration = Duration::from_secs(1);
 
 /// Rescans at which a process that could not be probed is tried: a process
 /// caught while it starts (its libc being mapped) succeeds at the next.
@@ -63,6 +68,7 @@ pub struct AllocEvents {
     // Failed attempts per process; given up after `MAX_ATTEMPTS`.
     failed: HashMap<u32, u32>,
     own_pid: u32,
+    last_reconcile: Instant,
 }
 
 /// What opening a probe takes.
@@ -120,6 +126,9 @@ pub(super) struct AllocState {
     pub(super) new_threads: Vec<(u32, u32)>,
     /// Threads (pid, tid) of probed processes that exited.
     pub(super) gone_threads: Vec<(u32, u32)>,
+    /// A CPU ring lost records since the last catch-up: thread records of
+    /// probed processes may be among them.
+    pub(super) records_lost: bool,
     /// Calls per sample.
     pub(super) every: u64,
     /// Allocation samples summed into windows.
@@ -157,6 +166,7 @@ impl AllocEvents {
             attached: HashMap::new(),
             failed: HashMap::new(),
             own_pid: std::process::id(),
+            last_reconcile: Instant::now(),
         }))
     }
 
@@ -189,9 +199,14 @@ impl AllocEvents {
     }
 
     /// Probes the threads that appeared in probed processes and closes the
-    /// events of those that ended, as their records were read. Called after
-    /// each drain; opens events only when a thread appears.
+    /// events of those that ended, as their records were read; after lost
+    /// records, at most once a second, lists the threads in `/proc`. Called
+    /// after each drain; opens events only when a thread appears.
     pub(super) fn follow_threads(&mut self, state: &mut State) {
+        if state.alloc.records_lost && self.last_reconcile.elapsed() >= RECONCILE_AFTER_LOSS {
+            state.alloc.records_lost = false;
+            self.reconcile_threads();
+        }
         for (pid, tid) in state.alloc.new_threads.drain(..) {
             let Some(p) = self.attached.get_mut(&pid) else {
                 continue;
@@ -214,6 +229,7 @@ impl AllocEvents {
     /// catch-up for thread records read late (the sampling thread waits
     /// while the processing thread is behind) or lost (a full ring).
     fn reconcile_threads(&mut self) {
+        self.last_reconcile = Instant::now();
         for (&pid, p) in &mut self.attached {
             let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue;
@@ -235,9 +251,10 @@ impl AllocEvents {
         }
     }
 
-    /// Drops the probes of processes that ended or exec'd, and probes every
-    /// matching process not probed yet. Reads `/proc`: called when the
-    /// sampler opens and once per window, never per sample.
+    /// Drops the probes of processes that ended or exec'd, catches up with
+    /// the threads of the others, and probes every matching process not
+    /// probed yet. Reads `/proc`: called when the sampler opens and once per
+    /// window, never per sample.
     pub(super) fn rescan(&mut self, state: &mut State) {
         if state.alloc.unknown > 0 {
             tracing::warn!(
@@ -277,7 +294,7 @@ impl AllocEvents {
             if !self.targets.matches(pid, exe.as_deref()) {
                 continue;
             }
-            let t0 = std::time::Instant::now();
+            let t0 = Instant::now();
             match self.attach(pid, state) {
                 Ok(n) => tracing::info!(
                     pid,

@@ -154,8 +154,13 @@ impl Sampler {
             metrics,
             window_start: SystemTime::now(),
             max_frames: config.max_frames_per_window,
+            // Room for the thread and process events of probed processes,
+            // so that the first ones allocate nothing in the loop.
             alloc: AllocState {
                 every: config.alloc.every,
+                ended: Vec::with_capacity(64),
+                new_threads: Vec::with_capacity(256),
+                gone_threads: Vec::with_capacity(256),
                 ..AllocState::default()
             },
         };
@@ -307,7 +312,17 @@ impl Sampler {
 
 impl State {
     fn seed(&mut self) {
-        for pid in procs::list_pids() {
+        // Targets naming only pids skip every other process anyway: no need
+        // to list (and stat) every process on the host.
+        let pids = match self.labeler.only_pids() {
+            Some(pids) => pids
+                .iter()
+                .copied()
+                .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+                .collect(),
+            None => procs::list_pids(),
+        };
+        for pid in pids {
             if self.labeler.wanted_by_pid(pid) == Some(false) {
                 continue;
             }

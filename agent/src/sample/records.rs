@@ -140,7 +140,10 @@ impl State {
                     p.exited = true;
                 }
             }
-            Some(Record::Lost(n)) => Metrics::add(&self.metrics.samples_lost, n),
+            Some(Record::Lost(n)) => {
+                Metrics::add(&self.metrics.samples_lost, n);
+                self.alloc.records_lost |= source == Source::Cpu && !self.alloc.pids.is_empty();
+            }
             Some(Record::Other) => {}
         }
     }

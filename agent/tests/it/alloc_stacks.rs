@@ -324,7 +324,9 @@ fn no_uprobe_is_opened_when_the_alloc_table_is_empty() {
 
 #[test]
 fn allocation_samples_make_no_heap_allocation_in_steady_state() {
-    let mut w = Workload::start_held(c_alloc_workload(), 10.0);
+    // Long enough to outlive the measurement on a loaded machine; killed
+    // when dropped.
+    let mut w = Workload::start_held(c_alloc_workload(), 60.0);
     let config = Config {
         targets: Targets {
             pids: vec![w.pid()],
@@ -340,7 +342,8 @@ fn allocation_samples_make_no_heap_allocation_in_steady_state() {
         ..Config::default()
     };
     let metrics = Arc::new(Metrics::default());
-    let mut sampler = Sampler::open(&config, metrics).expect("perf events open (root)");
+    let mut sampler =
+        Sampler::open(&config, Arc::clone(&metrics)).expect("perf events open (root)");
     let one_thread = sampler.alloc_event_count();
     assert!(one_thread > 0, "the workload is probed");
     w.go();
@@ -362,6 +365,7 @@ fn allocation_samples_make_no_heap_allocation_in_steady_state() {
         }
     }
     let before = sampler.alloc_sample_count();
+    let lost_before = metrics.snapshot().samples_lost;
     let mut allocations = 0;
     let measure_until = Instant::now() + Duration::from_millis(2500);
     while Instant::now() < measure_until {
@@ -370,8 +374,17 @@ fn allocation_samples_make_no_heap_allocation_in_steady_state() {
         allocations += n;
     }
     let samples = sampler.alloc_sample_count() - before;
+    let lost = metrics.snapshot().samples_lost - lost_before;
     drop(w);
-    eprintln!("{samples} allocation samples drained with {allocations} heap allocations");
+    eprintln!(
+        "{samples} allocation samples drained with {allocations} heap allocations ({lost} lost)"
+    );
     assert!(samples >= 300, "too few samples to judge: {samples}");
+    if lost > 0 {
+        // The machine is too loaded to judge: after losses the sampler lists
+        // the probed threads in /proc again, which allocates.
+        eprintln!("records were lost: not judged");
+        return;
+    }
     assert_eq!(allocations, 0, "heap allocations over {samples} samples");
 }
