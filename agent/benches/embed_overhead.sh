@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The embedded profiler's heap-sampling cost on an allocation-heavy
-# workload (benches/embed/workload.rs), printed as figures and ratios (a
+# workload (agent/heap-workload, the same machine code in every binary), printed as figures and ratios (a
 # benchmark: it asserts nothing):
 #   bare      the system allocator, no hook (benches/heap_bare.rs)
 #   hook-off  SamplingAllocator installed, no profiler running
 #   sampled   heap profiling at the default mean of 512 KiB
-# Runs alternate between the two binaries (3 timed batches per process,
-# after a warm-up); medians over RUNS processes each.
+# and, on jemalloc (benches/heap_jemalloc.rs, heap_sampled_jemalloc.rs):
+#   jemalloc          jemalloc, no profiling
+#   jemalloc-prof     jemalloc's own heap profiling, one sample per 512 KiB
+#                     (prof:true,lg_prof_sample:19)
+#   ours-on-jemalloc  SamplingAllocator around jemalloc, default rate
+# Runs alternate between the three (3 timed batches per process, after a
+# warm-up, one phase per process); medians over RUNS processes each.
 # Wall time and the process's CPU time (every thread, the profiler's
 # included) are both printed: on a shared machine the CPU time is the
 # steadier figure. Then the CPU-profiling cost (benches/embed_cpu.rs).
@@ -17,23 +22,31 @@ cd "$(dirname "$0")/../.."
 runs=${1:-7}
 
 echo "== building (bench profile)"
-bins=$(cargo bench -q -j 2 -p firewatch-agent --bench heap_bare --bench heap_sampled --bench embed_cpu \
+names="heap_bare heap_sampled heap_jemalloc heap_sampled_jemalloc embed_cpu"
+bins=$(cargo bench -q -j 2 -p firewatch-agent $(printf -- '--bench %s ' $names) \
     --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("heap_bare", "heap_sampled", "embed_cpu"):
-        print(m["target"]["name"], m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in sys.argv[1:]:
+        print(m["target"]["name"], m["executable"])' $names)
 bare=$(awk '$1 == "heap_bare" { print $2 }' <<<"$bins")
 sampled=$(awk '$1 == "heap_sampled" { print $2 }' <<<"$bins")
 cpu=$(awk '$1 == "embed_cpu" { print $2 }' <<<"$bins")
+je=$(awk '$1 == "heap_jemalloc" { print $2 }' <<<"$bins")
+je_ours=$(awk '$1 == "heap_sampled_jemalloc" { print $2 }' <<<"$bins")
+je_prof="prof:true,prof_active:true,lg_prof_sample:19"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 echo "== heap: ${runs} alternating runs of each"
 for ((r = 0; r < runs; r++)); do
     RUNS=3 "$bare" >>"$out"
-    RUNS=3 "$sampled" >>"$out" 2>/dev/null
+    PHASE=hook-off RUNS=3 "$sampled" >>"$out" 2>/dev/null
+    PHASE=sampled RUNS=3 "$sampled" >>"$out" 2>/dev/null
+    RUNS=3 "$je" >>"$out"
+    LABEL=jemalloc-prof _RJEM_MALLOC_CONF=$je_prof RUNS=3 "$je" >>"$out"
+    RUNS=3 "$je_ours" >>"$out" 2>/dev/null
 done
 python3 - "$out" <<'PY'
 import statistics, sys
@@ -42,13 +55,15 @@ for line in open(sys.argv[1]):
     label, w, c = line.split()
     wall.setdefault(label, []).append(float(w))
     cpu.setdefault(label, []).append(float(c))
+groups = (("bare", ("hook-off", "sampled")), ("jemalloc", ("jemalloc-prof", "ours-on-jemalloc")))
 for name, times in (("wall", wall), ("process CPU", cpu)):
-    base = statistics.median(times["bare"])
     print(f"   {name} time, median of {len(times['bare'])} batches:")
-    for label in ("bare", "hook-off", "sampled"):
-        m = statistics.median(times[label])
-        note = "  (target < 3%)" if label == "sampled" else ""
-        print(f"     {label:<9} {m:.4f} s  ratio to bare {m / base:.4f} ({(m / base - 1) * 100:+.2f}%){note}")
+    for base_label, others in groups:
+        base = statistics.median(times[base_label])
+        for label in (base_label, *others):
+            m = statistics.median(times[label])
+            note = "  (target < 3%)" if label == "sampled" else ""
+            print(f"     {label:<16} {m:.4f} s  ratio to {base_label} {m / base:.4f} ({(m / base - 1) * 100:+.2f}%){note}")
 PY
 if command -v valgrind >/dev/null; then
     # Instructions executed inside the timed loop (callgrind counts them
@@ -58,10 +73,20 @@ if command -v valgrind >/dev/null; then
             sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
     }
     ib=$(WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$bare")
-    is=$(ONLY_SAMPLED=1 WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$sampled")
-    echo "   instructions in 6 rounds (callgrind): bare ${ib}, sampled ${is}," \
-        "ratio $(awk -v a="$is" -v b="$ib" 'BEGIN { printf "%.4f", a / b }') (target < 1.03)"
+    io=$(PHASE=hook-off WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$sampled")
+    # Sampling is random: the median of three.
+    is=$(for i in 1 2 3; do PHASE=sampled WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$sampled"; done | sort -n | sed -n 2p)
+    ij=$(WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$je")
+    ip=$(for i in 1 2 3; do _RJEM_MALLOC_CONF=$je_prof WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$je"; done | sort -n | sed -n 2p)
+    ioj=$(for i in 1 2 3; do WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$je_ours"; done | sort -n | sed -n 2p)
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f (%+.2f%%)", a / b, (a / b - 1) * 100 }'; }
+    echo "   instructions in the timed loop, 6 rounds (callgrind, median of 3 where sampling is random; the steadiest figure):"
+    echo "     bare              ${ib}"
+    echo "     hook-off          ${io}  ratio to bare $(ratio "$io" "$ib")"
+    echo "     sampled           ${is}  ratio to bare $(ratio "$is" "$ib")  (target < 3%)"
+    echo "     jemalloc          ${ij}"
+    echo "     jemalloc-prof     ${ip}  ratio to jemalloc $(ratio "$ip" "$ij")"
+    echo "     ours-on-jemalloc  ${ioj}  ratio to jemalloc $(ratio "$ioj" "$ij")"
 fi
-echo "   (jemalloc's own profiling is not compared: the workspace does not build jemalloc)"
 echo "== CPU"
 RUNS=$runs "$cpu" 2>/dev/null

@@ -1,8 +1,12 @@
 //! The heap benchmark's workload on the bare system allocator (the
 //! baseline of `embed_overhead.sh`).
 
-#[path = "embed/workload.rs"]
-mod workload;
+// Declared like the sampled binary's, so both reach the allocator through
+// the same `#[global_allocator]` shims and differ only in the hook.
+#[global_allocator]
+static ALLOC: std::alloc::System = std::alloc::System;
+
+use firewatch_heap_workload as workload;
 
 fn main() {
     let runs = std::env::var("RUNS")

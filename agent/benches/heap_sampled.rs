@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use firewatch_agent::embed::{CpuMode, Profiler, SamplingAllocator};
 
-#[path = "embed/workload.rs"]
-mod workload;
+use firewatch_heap_workload as workload;
 
 #[global_allocator]
 static ALLOC: SamplingAllocator = SamplingAllocator::system();
@@ -27,10 +26,13 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(512 * 1024);
-    // The hook installed but no profiler: one relaxed load per call
-    // (`ONLY_SAMPLED=1` skips it, for instruction counts of one phase).
-    if std::env::var_os("ONLY_SAMPLED").is_none() {
+    // `PHASE=hook-off`: the hook installed but no profiler (a countdown
+    // per allocation, a table load per free). `PHASE=sampled` (the
+    // default): heap profiling on. One phase per process, so neither runs
+    // on a heap the other has shaped.
+    if std::env::var("PHASE").as_deref() == Ok("hook-off") {
         workload::main_with("hook-off", runs, rounds);
+        return;
     }
     let profiler = Profiler::builder()
         .server("http://127.0.0.1:9")

@@ -98,7 +98,7 @@ busy() {
 
 kib() { awk '/^'"$2"':/ { print $2 }' "/proc/$1/status"; }
 # CPU seconds of every live thread of a process, from nanosecond counters.
-cpu_ns_s() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.6f", s / 1e9 }'; }
+cpu_ns_s() { { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ s += $1 } END { printf "%.6f", s / 1e9 }'; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 

@@ -143,6 +143,7 @@ fn spawn<T: Send + 'static>(
             // Embedded in a service, the agent's own allocations stay out
             // of the service's heap profile.
             crate::embed::alloc::exclude_current_thread();
+            let _own = crate::metrics::own_thread();
             f()
         })
         .map_err(|source| Error::Thread { name, source })
@@ -235,11 +236,13 @@ fn process_loop(
         let _ = recycle.try_send(window.agg);
         let cpu_percent = cpu.check();
         let mut rss = own_rss_bytes().unwrap_or(0);
-        if rss > config.memory_budget_bytes / 2 {
+        if config.shares_process {
+            symbolizer.evict_idle_files();
+        } else if rss > config.memory_budget_bytes / 2 {
             symbolizer.evict_idle_files();
             rss = own_rss_bytes().unwrap_or(0);
         }
-        if rss > config.memory_budget_bytes {
+        if !config.shares_process && rss > config.memory_budget_bytes {
             symbolizer.reset();
             Metrics::add(&metrics.cache_resets, 1);
             tracing::warn!(

@@ -82,6 +82,14 @@ pub struct Config {
     /// profiler, [`crate::embed`]; not a file or flag setting).
     #[serde(skip)]
     pub own_process: bool,
+    /// The agent runs inside another program's process (embedded in a
+    /// service, or beside the server in `firewatch up`): the process's
+    /// resident memory is not the agent's, so `memory_budget_bytes` is not
+    /// checked against it; symbol caches are bounded by their entry count
+    /// and by dropping files no recent window needed, every window. Not a
+    /// file or flag setting.
+    #[serde(skip)]
+    pub shares_process: bool,
 }
 
 /// Which processes are profiled. A process is profiled when it matches any
@@ -204,6 +212,7 @@ impl Default for Config {
             max_debug_info_bytes: 48 << 20,
             metrics_listen: None,
             own_process: false,
+            shares_process: false,
         }
     }
 }

@@ -28,6 +28,24 @@ pub enum Error {
         /// The system error.
         source: io::Error,
     },
+    /// The kernel refused to map a perf ring buffer: past the locked-memory
+    /// allowance for perf rings (unprivileged callers).
+    #[error(
+        "cannot map a {bytes}-byte perf ring buffer on CPU {cpu}: {source}. Unprivileged \
+         processes may lock kernel.perf_event_mlock_kb (now {mlock_kb} KiB) per user for perf \
+         rings, plus RLIMIT_MEMLOCK (`ulimit -l`); raise either, grant CAP_IPC_LOCK or \
+         CAP_PERFMON, or use smaller rings"
+    )]
+    RingMap {
+        /// The CPU the ring was for.
+        cpu: usize,
+        /// The ring's size.
+        bytes: usize,
+        /// The current value of `/proc/sys/kernel/perf_event_mlock_kb`, or `unknown`.
+        mlock_kb: String,
+        /// The system error.
+        source: io::Error,
+    },
     /// The machine has no online CPU we could read.
     #[error("cannot list online CPUs: {0}")]
     Cpus(io::Error),

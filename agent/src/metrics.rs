@@ -3,6 +3,7 @@
 //! Counters are relaxed atomics: cheap to bump from the sampling loop, read
 //! by the log line each interval and by [`Metrics::snapshot`].
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -152,7 +153,56 @@ pub fn own_rss_bytes() -> Option<u64> {
     Some(pages * page)
 }
 
-/// Compares the agent's CPU use over each interval with its budget.
+// The profiler's own threads. Embedded in a service, or in `firewatch up`
+// beside the server, the process's CPU is mostly not the agent's: its
+// budget is checked on these threads alone. A thread that ends adds its
+// total to `RETIRED_NS`.
+static OWN_THREADS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+static RETIRED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the calling thread as the agent's until the guard drops (each
+/// agent thread holds one for its whole life).
+pub(crate) struct OwnThread {
+    tid: libc::pid_t,
+}
+
+/// Registers the calling thread as one of the agent's.
+pub(crate) fn own_thread() -> OwnThread {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    OWN_THREADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(tid);
+    OwnThread { tid }
+}
+
+impl Drop for OwnThread {
+    fn drop(&mut self) {
+        let ns = u64::try_from(thread_cpu_time().as_nanos()).unwrap_or(u64::MAX);
+        let mut live = OWN_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        RETIRED_NS.fetch_add(ns, Ordering::Relaxed);
+        live.retain(|&t| t != self.tid);
+    }
+}
+
+/// CPU time the agent's own threads have used (those alive and those
+/// ended), from the scheduler's nanosecond counters.
+pub fn own_threads_cpu_time() -> std::time::Duration {
+    let live = OWN_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ns = RETIRED_NS.load(Ordering::Relaxed);
+    for tid in live.iter() {
+        let run = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        ns = ns.saturating_add(run);
+    }
+    std::time::Duration::from_nanos(ns)
+}
+
+/// Compares the agent's CPU use (its own threads') over each interval with
+/// its budget.
 pub struct CpuCheck {
     last_cpu: std::time::Duration,
     last_at: Instant,
@@ -163,7 +213,7 @@ impl CpuCheck {
     /// Starts measuring now.
     pub fn new(budget_percent: f64) -> CpuCheck {
         CpuCheck {
-            last_cpu: own_cpu_time().unwrap_or_default(),
+            last_cpu: own_threads_cpu_time(),
             last_at: Instant::now(),
             budget_percent,
         }
@@ -172,7 +222,7 @@ impl CpuCheck {
     /// CPU used since the last call, in percent of one core; logs a warning
     /// when over budget.
     pub fn check(&mut self) -> f64 {
-        let cpu = own_cpu_time().unwrap_or(self.last_cpu);
+        let cpu = own_threads_cpu_time();
         let now = Instant::now();
         let wall = now.duration_since(self.last_at).as_secs_f64();
         let used = cpu.saturating_sub(self.last_cpu).as_secs_f64();

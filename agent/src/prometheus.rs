@@ -32,7 +32,10 @@ impl MetricsServer {
             let server = Arc::clone(&server);
             std::thread::Builder::new()
                 .name("fw-metrics".into())
-                .spawn(move || serve(&server, &metrics))
+                .spawn(move || {
+                    let _own = crate::metrics::own_thread();
+                    serve(&server, &metrics)
+                })
                 .map_err(|source| Error::Thread {
                     name: "metrics",
                     source,

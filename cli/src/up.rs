@@ -53,9 +53,6 @@ const AGENT_GRACE: Duration = Duration::from_secs(5);
 const SERVER_GRACE: Duration = Duration::from_secs(10);
 /// When to stop waiting for the first profile and say so.
 const FIRST_PROFILE_PATIENCE: Duration = Duration::from_secs(60);
-/// The agent's memory budget in `up`, where the process also holds the
-/// server: the agent's own default plus room for the server's caches.
-const UP_MEMORY_BUDGET: u64 = 512 << 20;
 /// Services listed at start; the UI lists them all.
 const MAX_SERVICES_SHOWN: usize = 20;
 
@@ -84,12 +81,10 @@ pub(crate) fn run(args: &UpArgs) -> Result<()> {
     let agent = match Agent::start(firewatch_agent::Config {
         server: base.clone(),
         upload_interval: args.upload_interval,
-        // The agent measures its budgets on the whole process, which here
-        // is the server too: its CPU would read as the agent's (a warning
-        // every interval), and its memory would make the agent drop its
-        // symbol caches over and over.
-        cpu_budget_percent: f64::INFINITY,
-        memory_budget_bytes: UP_MEMORY_BUDGET,
+        // The process is the server's too: the agent checks its CPU budget
+        // on its own threads, and bounds its caches without looking at the
+        // process's memory.
+        shares_process: true,
         ..firewatch_agent::Config::default()
     }) {
         Ok(agent) => {

@@ -4,22 +4,18 @@
 //! allocation by the inverse of its probability of being sampled, and keeps
 //! the sampled ones that are still live until they are freed.
 //!
-//! The hot path (every allocation) is one relaxed atomic load and a
-//! thread-local countdown; every free is one relaxed atomic load, plus one
-//! from a per-size-class count once anything is tracked, and a load from a
-//! 64 KiB counting filter for the size classes that have tracked
-//! allocations. Only a
-//! sampled allocation, or the free of one the filter cannot rule out, takes
-//! the recorder's lock. The recorder's own allocations run under a
+//! The common path is a thread-local countdown per allocation and one
+//! relaxed load from a per-size-class count per free (no tracked
+//! allocation of that size class: nothing more to do). Only a sampled
+//! allocation, or the free of one a 64 KiB counting filter cannot rule out,
+//! takes the recorder's lock. The recorder's own allocations run under a
 //! per-thread re-entrancy flag, so they are never sampled and never wait
 //! for the lock they are made under. Threads of the profiler itself set the
 //! flag for good ([`exclude_current_thread`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{
-    AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
-};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
@@ -64,50 +60,116 @@ impl<A> SamplingAllocator<A> {
 
 // SAFETY: every call is forwarded to `inner` with the same arguments; the
 // bookkeeping around it never touches the memory handed out.
+//
+// The common case is kept to a handful of instructions with the call to
+// `inner` in tail position: an allocation decrements a thread-local
+// countdown, a free loads one per-size-class count. Everything else
+// (sampling off, first use on a thread, re-entrancy, a sample due, a free
+// that may be of a tracked allocation) is in out-of-line cold functions.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for SamplingAllocator<A> {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { self.inner.alloc(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
+        if countdown(layout.size()) {
+            // SAFETY: forwarded as is.
+            unsafe { self.inner.alloc(layout) }
+        } else {
+            // SAFETY: forwarded as is.
+            unsafe { alloc_due(layout, false, &self.inner) }
         }
-        p
     }
 
+    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
+        if countdown(layout.size()) {
+            // SAFETY: forwarded as is.
+            unsafe { self.inner.alloc_zeroed(layout) }
+        } else {
+            // SAFETY: forwarded as is.
+            unsafe { alloc_due(layout, true, &self.inner) }
         }
-        p
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Forget it before the memory can be handed out again.
-        on_free(ptr, layout.size());
-        // SAFETY: forwarded as is.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        if maybe_tracked(layout.size()) {
+            // SAFETY: forwarded as is.
+            unsafe { dealloc_tracked(ptr, layout, &self.inner) }
+        } else {
+            // SAFETY: forwarded as is.
+            unsafe { self.inner.dealloc(ptr, layout) }
+        }
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        on_free(ptr, layout.size());
-        // SAFETY: forwarded as is.
-        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            on_alloc(p, new_size);
+        if !maybe_tracked(layout.size()) & countdown(new_size) {
+            // SAFETY: forwarded as is.
+            unsafe { self.inner.realloc(ptr, layout, new_size) }
+        } else {
+            // SAFETY: forwarded as is.
+            unsafe { realloc_slow(ptr, layout, new_size, &self.inner) }
         }
-        p
     }
+}
+
+// The uncommon cases, out of line so that what callers inline stays small.
+// The allocator comes last so the caller's arguments stay in the registers
+// they arrived in, and the common path needs no moves before its branch.
+
+#[cold]
+#[inline(never)]
+unsafe fn alloc_due<A: GlobalAlloc>(layout: Layout, zeroed: bool, inner: &A) -> *mut u8 {
+    // SAFETY: the caller's contract is `GlobalAlloc::alloc`'s.
+    let p = unsafe {
+        if zeroed {
+            inner.alloc_zeroed(layout)
+        } else {
+            inner.alloc(layout)
+        }
+    };
+    due(p, layout.size());
+    p
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_tracked<A: GlobalAlloc>(ptr: *mut u8, layout: Layout, inner: &A) {
+    // Forget it before the memory can be handed out again.
+    on_free(ptr);
+    // SAFETY: the caller's contract is `GlobalAlloc::dealloc`'s.
+    unsafe { inner.dealloc(ptr, layout) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn realloc_slow<A: GlobalAlloc>(
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    inner: &A,
+) -> *mut u8 {
+    // `realloc` has counted `new_size` off already (`&` evaluates both sides).
+    if maybe_tracked(layout.size()) {
+        on_free(ptr);
+    }
+    // SAFETY: the caller's contract is `GlobalAlloc::realloc`'s.
+    let p = unsafe { inner.realloc(ptr, layout, new_size) };
+    if STATE.with(|s| s.countdown.get() <= 0) {
+        due(p, new_size);
+    }
+    p
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static MEAN_BYTES: AtomicU64 = AtomicU64::new(512 * 1024);
-static TRACKED: AtomicUsize = AtomicUsize::new(0);
-// Tracked allocations per size class (log2 of the size): most frees are of
-// small sizes no tracked allocation has, and one load from this 256-byte
-// table rules them out without touching the 64 KiB filter.
-static CLASS_LIVE: [AtomicU32; 64] = [const { AtomicU32::new(0) }; 64];
+// Tracked allocations per exact size below 2 KiB (larger frees, rarer and
+// costlier in any allocator, always ask the filter): most frees are of
+// sizes no tracked allocation has, and one load from this 4 KiB table
+// rules them out without touching the 64 KiB filter. Exact sizes matter: a
+// service's small objects come in a few sizes, and one tracked object of a
+// popular size sends every free of that size to the filter.
+const CLASSES: usize = 2048;
+static CLASS_LIVE: [AtomicU16; CLASSES] = [const { AtomicU16::new(0) }; CLASSES];
 static FILTER: [AtomicU8; FILTER_SLOTS] = [const { AtomicU8::new(0) }; FILTER_SLOTS];
 static RECORDER: Mutex<Option<Recorder>> = Mutex::new(None);
 
@@ -137,6 +199,12 @@ pub(crate) fn enable(mean_bytes: u64) {
 /// [`SamplingAllocator`] is the global allocator. Stops again if not.
 pub(crate) fn install_check(mean_bytes: u64) -> bool {
     enable(mean_bytes);
+    // Zero the countdown so the next allocation goes through `due`, which
+    // arms the thread: only the installed hook does that.
+    STATE.with(|s| {
+        s.rng.set(0);
+        s.countdown.set(0);
+    });
     drop(std::hint::black_box(Box::new([0u8; 64])));
     let armed = STATE.try_with(|s| s.rng.get() != 0).unwrap_or(false);
     if !armed {
@@ -157,7 +225,6 @@ pub(crate) fn disable() {
     for class in &CLASS_LIVE {
         class.store(0, Relaxed);
     }
-    TRACKED.store(0, Relaxed);
 }
 
 /// The mean sampling interval in bytes.
@@ -203,51 +270,71 @@ impl Drop for Busy {
     }
 }
 
-#[inline]
-fn on_alloc(ptr: *mut u8, size: usize) {
-    if !ENABLED.load(Relaxed) {
-        return;
-    }
-    let sampled = STATE
-        .try_with(|s| {
-            if s.busy.get() {
-                return false;
-            }
-            let size = i64::try_from(size).unwrap_or(i64::MAX);
-            let mut left = s.countdown.get();
-            if s.rng.get() == 0 {
-                s.rng.set(seed(s));
-                left = next_interval(s);
-            }
-            left = left.saturating_sub(size);
-            if left > 0 {
-                s.countdown.set(left);
-                return false;
-            }
+// While sampling is off (or the thread is excluded) a thread looks at the
+// switch again after this many bytes: turning sampling on reaches every
+// thread within this much of its allocation.
+const RECHECK_BYTES: i64 = 64 * 1024;
+
+/// Counts `size` bytes off the thread's countdown; false when the
+/// allocation must go through [`due`] (a sample is due, or the countdown
+/// only served to look at the switch again).
+#[inline(always)]
+fn countdown(size: usize) -> bool {
+    // `Layout` keeps sizes within `isize::MAX`, and a countdown is positive
+    // until it reaches `due`, so this cannot overflow.
+    STATE.with(|s| {
+        let left = s.countdown.get().wrapping_sub(size as i64);
+        s.countdown.set(left);
+        left > 0
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn due(ptr: *mut u8, size: usize) {
+    let sample = STATE.with(|s| {
+        if !ENABLED.load(Relaxed) {
+            // Disarmed: when sampling resumes the thread starts a fresh
+            // interval instead of taking this countdown's end as a sample.
+            s.rng.set(0);
+            s.countdown.set(RECHECK_BYTES);
+            return false;
+        }
+        if s.rng.get() == 0 {
+            s.rng.set(seed(s));
             s.countdown.set(next_interval(s));
-            true
-        })
-        .unwrap_or(false);
-    if sampled {
+            return false;
+        }
+        s.countdown.set(next_interval(s));
+        !s.busy.get()
+    });
+    if sample && !ptr.is_null() {
         record(ptr, size);
     }
 }
 
 #[inline]
-fn size_class(size: usize) -> usize {
-    (usize::BITS - size.leading_zeros()) as usize & 63
+fn size_class(size: usize) -> Option<usize> {
+    (size < CLASSES).then_some(size)
 }
 
-#[inline]
-fn on_free(ptr: *mut u8, size: usize) {
-    if TRACKED.load(Relaxed) == 0 || CLASS_LIVE[size_class(size)].load(Relaxed) == 0 {
-        return;
+/// Whether a free of `size` bytes may be of a tracked allocation.
+#[inline(always)]
+fn maybe_tracked(size: usize) -> bool {
+    match size_class(size) {
+        Some(class) => CLASS_LIVE[class].load(Relaxed) != 0,
+        None => true,
     }
+}
+
+#[cold]
+#[inline(never)]
+fn on_free(ptr: *mut u8) {
     let slot = &FILTER[slot_of(ptr as usize)];
     if slot.load(Relaxed) == 0 {
         return;
     }
-    if STATE.try_with(|s| s.busy.get()).unwrap_or(true) {
+    if STATE.with(|s| s.busy.get()) {
         return;
     }
     let _busy = Busy::enter();
@@ -256,8 +343,9 @@ fn on_free(ptr: *mut u8, size: usize) {
         && let Some(live) = rec.live.remove(&(ptr as usize))
     {
         slot.fetch_sub(1, Relaxed);
-        CLASS_LIVE[usize::from(live.class)].fetch_sub(1, Relaxed);
-        TRACKED.fetch_sub(1, Relaxed);
+        if let Some(class) = live.class {
+            CLASS_LIVE[usize::from(class)].fetch_sub(1, Relaxed);
+        }
         let s = &mut rec.stacks[live.stack as usize];
         s.inuse_objects -= live.objects;
         s.inuse_bytes -= live.bytes;
@@ -301,20 +389,22 @@ fn record(ptr: *mut u8, size: usize) {
     s.inuse_objects += objects;
     s.inuse_bytes += bytes;
     let slot = &FILTER[slot_of(ptr as usize)];
-    if rec.live.len() < MAX_TRACKED && slot.load(Relaxed) < u8::MAX {
-        let class = size_class(size);
+    let class = size_class(size);
+    let class_full = class.is_some_and(|c| CLASS_LIVE[c].load(Relaxed) == u16::MAX);
+    if rec.live.len() < MAX_TRACKED && slot.load(Relaxed) < u8::MAX && !class_full {
         rec.live.insert(
             ptr as usize,
             Live {
                 stack,
                 objects,
                 bytes,
-                class: class as u8,
+                class: class.and_then(|c| u16::try_from(c).ok()),
             },
         );
-        CLASS_LIVE[class].fetch_add(1, Relaxed);
+        if let Some(class) = class {
+            CLASS_LIVE[class].fetch_add(1, Relaxed);
+        }
         slot.fetch_add(1, Relaxed);
-        TRACKED.fetch_add(1, Relaxed);
     } else {
         // Never freed as far as we know: keep `inuse` honest by not
         // counting it as live.
@@ -383,7 +473,7 @@ struct Live {
     stack: u32,
     objects: f64,
     bytes: f64,
-    class: u8,
+    class: Option<u16>,
 }
 
 #[derive(Clone, Default)]

@@ -202,6 +202,7 @@ impl Builder {
             ..Config::default()
         };
         c.own_process = true;
+        c.shares_process = true;
         c
     }
 
@@ -371,6 +372,7 @@ struct Worker {
 impl Worker {
     fn run(self, stop: &std::sync::mpsc::Receiver<()>, ready: &Sender<Result<()>>) {
         alloc::exclude_current_thread();
+        let _own = crate::metrics::own_thread();
         let metrics = Arc::new(Metrics::default());
         let started = (|| {
             let shipper = Shipper::start(self.ship.clone(), Arc::clone(&metrics))?;

@@ -349,7 +349,15 @@ impl AllocEvents {
                 &setup.spec,
                 Output::Into(&setup.rings),
             )
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| match e {
+                Error::PerfPermission { .. } => fail(
+                    "permission denied: a uprobe needs CAP_SYS_ADMIN since Linux 6.16 \
+                     (CAP_PERFMON before); run the agent as root or add CAP_SYS_ADMIN \
+                     (see the packaged unit's drop-in)"
+                        .to_owned(),
+                ),
+                e => fail(e.to_string()),
+            })?;
             for (tid, event) in events.followers {
                 threads.entry(tid).or_default().push(event);
             }

@@ -72,7 +72,7 @@ pub fn open(opts: &EventOptions) -> Result<CpuEvents> {
     let mut samplers = Vec::with_capacity(cpus.len());
     if kind == EventKind::Cycles {
         match open_one(opts, first, Hardware::CPU_CYCLES) {
-            Ok(s) => samplers.push(s),
+            Ok(s) => samplers.push(s?),
             Err(e) if is_permission(&e) => return Err(permission_error()),
             Err(e) => {
                 tracing::info!("hardware cycles unavailable ({e}); sampling with cpu-clock");
@@ -89,7 +89,7 @@ pub fn open(opts: &EventOptions) -> Result<CpuEvents> {
             EventKind::CpuClock => open_one(opts, cpu, Software::CPU_CLOCK),
         };
         match opened {
-            Ok(s) => samplers.push(s),
+            Ok(s) => samplers.push(s?),
             Err(e) if is_permission(&e) => return Err(permission_error()),
             Err(source) => return Err(Error::PerfOpen { cpu, source }),
         }
@@ -204,7 +204,7 @@ pub fn open_process<E: Event>(
         let ring = match output {
             Output::NewRings(bytes) => {
                 out.samplers
-                    .push(main.sampled(bytes).map_err(open_error(cpu))?);
+                    .push(main.sampled(bytes).map_err(ring_error(cpu, bytes))?);
                 out.samplers.last()
             }
             Output::Into(rings) => {
@@ -263,6 +263,22 @@ fn ring_of(rings: &[perf_event::Sampler], i: usize, cpu: usize) -> Result<&perf_
 }
 
 /// The error for a failure to open or link an event on `cpu`.
+/// Mapping a ring fails with EPERM past the locked-memory allowance: not
+/// the permission problem `open_error` describes.
+fn ring_error(cpu: usize, bytes: usize) -> impl Fn(io::Error) -> Error {
+    move |source| match source.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::ENOMEM) => Error::RingMap {
+            cpu,
+            bytes,
+            mlock_kb: std::fs::read_to_string("/proc/sys/kernel/perf_event_mlock_kb")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".to_owned()),
+            source,
+        },
+        _ => Error::PerfOpen { cpu, source },
+    }
+}
+
 fn open_error(cpu: usize) -> impl Fn(io::Error) -> Error {
     move |source| match is_permission(&source) {
         true => permission_error(),
@@ -298,8 +314,9 @@ pub fn open_rings(cpus: &[usize], ring_bytes: usize) -> Result<Vec<perf_event::S
             let mut b = Builder::new(Software::DUMMY);
             b.any_pid().one_cpu(cpu).wakeup_watermark(ring_bytes / 2);
             b.build()
-                .and_then(|c| c.sampled(ring_bytes))
-                .map_err(open_error(cpu))
+                .map_err(open_error(cpu))?
+                .sampled(ring_bytes)
+                .map_err(ring_error(cpu, ring_bytes))
         })
         .collect()
 }
@@ -385,7 +402,13 @@ fn task_builder(spec: &TaskSampling, tid: u32, cpu: usize, event: impl Event) ->
     b
 }
 
-fn open_one(opts: &EventOptions, cpu: usize, event: impl Event) -> io::Result<perf_event::Sampler> {
+// The ring's mapping error is already an `Error`: it must not be taken for
+// the event's (EPERM means different things for the two).
+fn open_one(
+    opts: &EventOptions,
+    cpu: usize,
+    event: impl Event,
+) -> io::Result<Result<perf_event::Sampler>> {
     let mut flags = SampleFlag::IP
         | SampleFlag::TID
         | SampleFlag::TIME
@@ -417,7 +440,9 @@ fn open_one(opts: &EventOptions, cpu: usize, event: impl Event) -> io::Result<pe
     if opts.kernel_stacks {
         b.exclude_callchain_user(true).sample_max_stack(max_stack());
     }
-    b.build()?.sampled(opts.ring_bytes)
+    Ok(b.build()?
+        .sampled(opts.ring_bytes)
+        .map_err(ring_error(cpu, opts.ring_bytes)))
 }
 
 impl CpuEvents {

@@ -131,6 +131,7 @@ impl Shipper {
                 .name("fw-ship".into())
                 .spawn(move || {
                     crate::embed::alloc::exclude_current_thread();
+                    let _own = crate::metrics::own_thread();
                     send_loop(&client, &buffer, &metrics, &config)
                 })
                 .map_err(|source| Error::Thread {

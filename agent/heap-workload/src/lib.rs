@@ -1,15 +1,21 @@
-//! The allocation-heavy workload of the heap-profiling benchmarks: a map of
-//! strings to vectors built and dropped, and a string churned, as request
-//! handlers do. Shared by `heap_bare.rs` and `heap_sampled.rs`, which differ
-//! only in their global allocator.
+//! The allocation-heavy workload of the agent's heap-profiling benchmarks: a
+//! map of strings to vectors built and dropped, and a string churned, as
+//! request handlers do. The benchmarks differ only in their global
+//! allocator; this crate is compiled once and linked into each, so they all
+//! run the same machine code (compiled into each benchmark instead, the
+//! workload would be inlined differently around each allocator, and that
+//! difference would be measured as the allocator's).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::hint::black_box;
 use std::time::Instant;
 
 /// One round; returns a checksum so nothing is optimised away.
 pub fn round() -> u64 {
-    let mut map: HashMap<String, Vec<u32>> = HashMap::new();
+    // Fixed hash keys: the same probe sequence in every process, so
+    // instruction counts compare between runs.
+    let mut map: HashMap<String, Vec<u32>, BuildHasherDefault<DefaultHasher>> = HashMap::default();
     for i in 0..20_000u32 {
         let key = format!("key-{i}-{}", i % 97);
         let value: Vec<u32> = (0..(i % 64)).collect();
@@ -54,6 +60,15 @@ pub fn timed(rounds: u32) -> (f64, f64) {
 /// Runs `runs` timed batches and prints each, one per line, for the
 /// driving script (`embed_overhead.sh`).
 pub fn main_with(label: &str, runs: u32, rounds: u32) {
+    // A second thread, idle, as every service has: glibc's malloc takes
+    // cheaper paths in a single-threaded process, and without it the
+    // baseline would differ from the profiled run by the mere existence of
+    // the profiler's thread rather than by the hook.
+    std::thread::spawn(|| {
+        loop {
+            std::thread::park();
+        }
+    });
     // Warm up for about 1.5 s: the allocator's free lists, and with a
     // profiler running its first profiles (symbolization reads this
     // binary's debug information once per process, a cost a long-running
