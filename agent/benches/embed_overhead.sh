@@ -62,25 +62,36 @@ for name, times in (("wall", wall), ("process CPU", cpu)):
         base = statistics.median(times[base_label])
         for label in (base_label, *others):
             m = statistics.median(times[label])
+            q1, _, q3 = statistics.quantiles(times[label], n=4)
             note = "  (target < 3%)" if label == "sampled" else ""
-            print(f"     {label:<16} {m:.4f} s  ratio to {base_label} {m / base:.4f} ({(m / base - 1) * 100:+.2f}%){note}")
+            print(f"     {label:<16} {m:.4f} s  ratio to {base_label} {m / base:.4f} ({(m / base - 1) * 100:+.2f}%)"
+                  f"  middle half {q1:.3f}-{q3:.3f} s{note}")
 PY
 if command -v valgrind >/dev/null; then
     # Instructions executed inside the timed loop (callgrind counts them
     # whatever else the machine is doing): the steadiest figure here.
+    # count VAR=VALUE... BINARY
     count() {
-        valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*workload*timed*' "$@" 2>&1 |
+        env "${@:1:$#-1}" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+            --toggle-collect='*workload*timed*' "${!#}" 2>&1 |
             sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
     }
-    ib=$(WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$bare")
-    io=$(PHASE=hook-off WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$sampled")
-    # Sampling is random: the median of three.
-    is=$(for i in 1 2 3; do PHASE=sampled WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$sampled"; done | sort -n | sed -n 2p)
-    ij=$(WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$je")
-    ip=$(for i in 1 2 3; do _RJEM_MALLOC_CONF=$je_prof WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$je"; done | sort -n | sed -n 2p)
-    ioj=$(for i in 1 2 3; do WARM_SECS=0.3 ROUNDS=6 RUNS=1 count "$je_ours"; done | sort -n | sed -n 2p)
+    # The median over five heap layouts (LAYOUT_SEED, see heap-workload):
+    # where blocks fall moves the count by a few percent, more than the
+    # hook costs, and differs between binaries by accident.
+    med5() {
+        for seed in 1 2 3 4 5; do
+            count LAYOUT_SEED=$seed WARM_SECS=0.3 ROUNDS=6 RUNS=1 "$@"
+        done | sort -n | sed -n 3p
+    }
+    ib=$(med5 "$bare")
+    io=$(med5 PHASE=hook-off "$sampled")
+    is=$(med5 PHASE=sampled "$sampled")
+    ij=$(med5 "$je")
+    ip=$(med5 _RJEM_MALLOC_CONF=$je_prof "$je")
+    ioj=$(med5 "$je_ours")
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f (%+.2f%%)", a / b, (a / b - 1) * 100 }'; }
-    echo "   instructions in the timed loop, 6 rounds (callgrind, median of 3 where sampling is random; the steadiest figure):"
+    echo "   instructions in the timed loop, 6 rounds (callgrind, median over 5 heap layouts; the steadiest figure):"
     echo "     bare              ${ib}"
     echo "     hook-off          ${io}  ratio to bare $(ratio "$io" "$ib")"
     echo "     sampled           ${is}  ratio to bare $(ratio "$is" "$ib")  (target < 3%)"

@@ -9,13 +9,5 @@ static ALLOC: std::alloc::System = std::alloc::System;
 use firewatch_heap_workload as workload;
 
 fn main() {
-    let runs = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let rounds = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    workload::main_with("bare", runs, rounds);
+    workload::run("bare");
 }

@@ -10,14 +10,6 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use firewatch_heap_workload as workload;
 
 fn main() {
-    let runs = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let rounds = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    let label = std::env::var("LABEL").unwrap_or_else(|_| "jemalloc".into());
-    workload::main_with(&label, runs, rounds);
+    let label: String = workload::env_or("LABEL", "jemalloc".into());
+    workload::run(&label);
 }

@@ -14,24 +14,13 @@ use firewatch_heap_workload as workload;
 static ALLOC: SamplingAllocator = SamplingAllocator::system();
 
 fn main() {
-    let runs = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let rounds = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    let mean = std::env::var("MEAN_BYTES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(512 * 1024);
+    let mean = workload::env_or("MEAN_BYTES", 512 * 1024);
     // `PHASE=hook-off`: the hook installed but no profiler (a countdown
     // per allocation, a table load per free). `PHASE=sampled` (the
     // default): heap profiling on. One phase per process, so neither runs
     // on a heap the other has shaped.
     if std::env::var("PHASE").as_deref() == Ok("hook-off") {
-        workload::main_with("hook-off", runs, rounds);
+        workload::run("hook-off");
         return;
     }
     let profiler = Profiler::builder()
@@ -43,6 +32,6 @@ fn main() {
         .start()
         .expect("start the profiler");
     assert!(profiler.heap_active());
-    workload::main_with("sampled", runs, rounds);
+    workload::run("sampled");
     drop(profiler);
 }

@@ -13,14 +13,6 @@ static ALLOC: SamplingAllocator<tikv_jemallocator::Jemalloc> =
     SamplingAllocator::new(tikv_jemallocator::Jemalloc);
 
 fn main() {
-    let runs = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let rounds = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
     let profiler = Profiler::builder()
         .server("http://127.0.0.1:9")
         .service("heap-bench")
@@ -29,6 +21,6 @@ fn main() {
         .start()
         .expect("start the profiler");
     assert!(profiler.heap_active());
-    workload::main_with("ours-on-jemalloc", runs, rounds);
+    workload::run("ours-on-jemalloc");
     drop(profiler);
 }

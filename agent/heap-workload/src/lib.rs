@@ -57,9 +57,45 @@ pub fn timed(rounds: u32) -> (f64, f64) {
     (t.elapsed().as_secs_f64(), process_cpu() - c)
 }
 
-/// Runs `runs` timed batches and prints each, one per line, for the
-/// driving script (`embed_overhead.sh`).
-pub fn main_with(label: &str, runs: u32, rounds: u32) {
+/// The environment variable `name` parsed, or `default` when unset or
+/// malformed (the benchmarks' knobs).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// With `seed` > 0, leaves between 1 and 200 blocks of 16 to 4096 bytes
+/// allocated for good, chosen by `seed`. Instruction counts of an
+/// allocation-heavy loop move by a few percent with where its blocks fall
+/// (how often the allocator merges and splits free chunks), and two
+/// binaries differ in that by accident: the driving script takes medians
+/// over several seeds for each allocator instead of one arbitrary layout.
+fn shape_heap(seed: u64) {
+    if seed == 0 {
+        return;
+    }
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..1 + next() % 200 {
+        let size = 16 + (next() % 4081) as usize;
+        std::mem::forget(black_box(vec![0u8; size]));
+    }
+}
+
+/// Runs `RUNS` (default 1) timed batches of `ROUNDS` (default 40) rounds
+/// after a warm-up of `WARM_SECS` (default 1.5), with the heap shaped by
+/// `LAYOUT_SEED` (default 0: as it comes), and prints each batch,
+/// one per line, for the driving script (`embed_overhead.sh`).
+pub fn run(label: &str) {
+    let runs: u32 = env_or("RUNS", 1);
+    let rounds: u32 = env_or("ROUNDS", 40);
     // A second thread, idle, as every service has: glibc's malloc takes
     // cheaper paths in a single-threaded process, and without it the
     // baseline would differ from the profiled run by the mere existence of
@@ -73,10 +109,8 @@ pub fn main_with(label: &str, runs: u32, rounds: u32) {
     // profiler running its first profiles (symbolization reads this
     // binary's debug information once per process, a cost a long-running
     // service pays once).
-    let warm_secs: f64 = std::env::var("WARM_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.5);
+    shape_heap(env_or("LAYOUT_SEED", 0));
+    let warm_secs: f64 = env_or("WARM_SECS", 1.5);
     let warm = Instant::now();
     while warm.elapsed().as_secs_f64() < warm_secs {
         black_box(round());

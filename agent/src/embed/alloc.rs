@@ -327,13 +327,19 @@ fn maybe_tracked(size: usize) -> bool {
     }
 }
 
-#[cold]
-#[inline(never)]
+// Inlined into the (out-of-line) free paths: most frees that get here are
+// of a size some tracked allocation has, and the filter rules them out.
+#[inline(always)]
 fn on_free(ptr: *mut u8) {
     let slot = &FILTER[slot_of(ptr as usize)];
-    if slot.load(Relaxed) == 0 {
-        return;
+    if slot.load(Relaxed) != 0 {
+        forget(ptr, slot);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn forget(ptr: *mut u8, slot: &AtomicU8) {
     if STATE.with(|s| s.busy.get()) {
         return;
     }
@@ -414,6 +420,7 @@ fn record(ptr: *mut u8, size: usize) {
     }
 }
 
+#[inline(always)]
 fn slot_of(addr: usize) -> usize {
     // Allocations are at least 8-aligned: drop the low bits, then mix.
     let x = (addr >> 4) as u64;
