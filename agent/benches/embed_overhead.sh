@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embedded profiler's heap-sampling cost on an allocation-heavy
-# workload (agent/heap-workload, the same machine code in every binary), printed as figures and ratios (a
-# benchmark: it asserts nothing):
+# workload (agent/heap-workload: the same machine code in every binary),
+# printed as figures and ratios (a benchmark: it asserts nothing):
 #   bare      the system allocator, no hook (benches/heap_bare.rs)
 #   hook-off  SamplingAllocator installed, no profiler running
 #   sampled   heap profiling at the default mean of 512 KiB
@@ -10,11 +10,16 @@
 #   jemalloc-prof     jemalloc's own heap profiling, one sample per 512 KiB
 #                     (prof:true,lg_prof_sample:19)
 #   ours-on-jemalloc  SamplingAllocator around jemalloc, default rate
-# Runs alternate between the three (3 timed batches per process, after a
-# warm-up, one phase per process); medians over RUNS processes each.
-# Wall time and the process's CPU time (every thread, the profiler's
-# included) are both printed: on a shared machine the CPU time is the
-# steadier figure. Then the CPU-profiling cost (benches/embed_cpu.rs).
+# Three figures for each:
+#   - wall and process CPU time (every thread, the profiler's included):
+#     runs alternate between the variants, 3 timed batches per process
+#     after a warm-up, one variant per process; medians over RUNS
+#     processes, with the middle half of the batches to show the spread
+#     (on a shared machine it can be wider than the effect);
+#   - instructions executed in the timed loop (callgrind, when valgrind is
+#     installed): the median over five heap layouts (LAYOUT_SEED), the
+#     figure that other jobs on the machine do not move.
+# Then the CPU-profiling cost (benches/embed_cpu.rs).
 #
 # Usage: agent/benches/embed_overhead.sh [RUNS]
 set -euo pipefail
