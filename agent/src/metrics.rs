@@ -229,7 +229,9 @@ impl CpuCheck {
         self.last_cpu = cpu;
         self.last_at = now;
         let percent = if wall > 0.0 { used / wall * 100.0 } else { 0.0 };
-        if percent > self.budget_percent {
+        // Over less than a second (the last window when the agent stops) a
+        // few milliseconds of work read as a large share: no warning.
+        if percent > self.budget_percent && wall >= 1.0 {
             tracing::warn!(
                 cpu_percent = format_args!("{percent:.2}"),
                 budget_percent = self.budget_percent,
