@@ -29,32 +29,12 @@ cd "$(dirname "$0")/../.."
 calls=${1:-2000000}
 runs=${2:-7}
 everies=${EVERY:-"1 97 997"}
-target=${CARGO_TARGET_DIR:-target}
 ((calls >= 1000)) || { echo "CALLS must be at least 1000" >&2; exit 2; }
 ((runs >= 1)) || { echo "RUNS must be at least 1" >&2; exit 2; }
 command -v gcc >/dev/null || { echo "alloc_uprobe.sh needs gcc" >&2; exit 1; }
 
-if [[ -n ${AGENT:-} ]]; then
-    agent=$AGENT
-    echo "== agent: $agent"
-else
-    echo "== building (release)"
-    cargo build -q -j 2 --release -p firewatch-agent
-    agent="$target/release/firewatch-agent"
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source agent/benches/common.sh
 gcc -O2 -fomit-frame-pointer -g -pthread agent/tests/data/alloc.c -o "$work/alloc"
-
-# CPU seconds of every live thread of a process, from nanosecond counters.
-cpu_ns_s() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.6f", s / 1e9 }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 # Waits until the program has started (exec'd, its libraries mapped) and
 # blocks on its go signal.

@@ -63,7 +63,6 @@ runs=${2:-11}
 iterations=${WORK_ITERATIONS:-150}
 scope=${SCOPE:-all}
 script_timeout=${PERF_SCRIPT_TIMEOUT:-600}
-target=${CARGO_TARGET_DIR:-target}
 cores=$(nproc)
 instances=$(((cores + 1) / 2))
 
@@ -71,21 +70,7 @@ for tool in gcc perf; do
     command -v "$tool" >/dev/null || { echo "overhead.sh needs $tool" >&2; exit 1; }
 done
 
-if [[ -n ${AGENT:-} ]]; then
-    agent=$AGENT
-    echo "== agent: $agent"
-else
-    echo "== building (release)"
-    cargo build -q -j 2 --release -p firewatch-agent
-    agent="$target/release/firewatch-agent"
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source agent/benches/common.sh
 gcc -O2 -fomit-frame-pointer -g -pthread agent/tests/data/workload.c -o "$work/workload"
 
 # Keeps every core busy for $1 seconds (the workload runs two threads).
@@ -97,10 +82,7 @@ busy() {
 }
 
 kib() { awk '/^'"$2"':/ { print $2 }' "/proc/$1/status"; }
-# CPU seconds of every live thread of a process, from nanosecond counters.
-cpu_ns_s() { { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ s += $1 } END { printf "%.6f", s / 1e9 }'; }
 now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 busy $((2 * secs + 30))
 agent_scope=()
@@ -275,9 +257,8 @@ for ((r = 0; r < runs; r++)); do
     walls+=("$(calc "%.5f" "$on_wall / $off_wall")")
     cpus+=("$(calc "%.5f" "($on_cpu + $a1 - $a0) / $off_cpu")")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "   wall off: ${offs[*]} s"
 echo "   wall on:  ${ons[*]} s"
-echo "   slowdown, wall time (median of on/off per pair): $(calc "%+.2f%%" "($(median "${walls[@]}") - 1) * 100")"
+echo "   slowdown, wall time (median of on/off per pair): $(calc "%+.2f%%" "($(printf '%s\n' "${walls[@]}" | median) - 1) * 100")"
 echo "   slowdown, CPU time (median of (workload on + agent) / workload off per pair):" \
-    "$(calc "%+.2f%%" "($(median "${cpus[@]}") - 1) * 100") (target < 1%)"
+    "$(calc "%+.2f%%" "($(printf '%s\n' "${cpus[@]}" | median) - 1) * 100") (target < 1%)"

@@ -34,6 +34,6 @@ pub mod ship;
 pub mod symbolize;
 pub mod unwind;
 
-pub use agent::Agent;
+pub use agent::{Agent, raise_fd_limit};
 pub use config::Config;
 pub use error::{Error, Result};

@@ -227,23 +227,9 @@ fn config_from(args: &Args) -> Result<Config> {
     Ok(c)
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write to and read from the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn run(args: Args) -> Result<()> {
     let config = config_from(&args)?;
-    raise_fd_limit();
+    firewatch_agent::raise_fd_limit();
     let signals = stop_signals();
     block_stop_signals(&signals)?;
     tracing::info!(

@@ -219,6 +219,26 @@ fn load_side(
 }
 
 /// A share (0.25) as a percentage (`25.00%`).
+/// A markdown table of function changes: name, self share before and
+/// after, change in points.
+pub(crate) fn change_table<'a>(changes: impl Iterator<Item = &'a FunctionChange>) -> String {
+    let cells: Vec<Vec<String>> = changes
+        .map(|r| {
+            vec![
+                crate::markdown::code(&r.name),
+                share(r.before_self),
+                share(r.after_self),
+                points(r.delta_self),
+            ]
+        })
+        .collect();
+    crate::markdown::table(
+        &["function", "before", "after", "change"],
+        &[false, true, true, true],
+        &cells,
+    )
+}
+
 pub(crate) fn share(fraction: f64) -> String {
     format!("{:.2}%", fraction * 100.0)
 }

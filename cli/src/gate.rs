@@ -8,7 +8,7 @@ use std::path::Path;
 use firewatch_profile::diff::FunctionChange;
 use serde_json::json;
 
-use crate::compare::{Comparison, change_json, points, share};
+use crate::compare::{Comparison, change_json, change_table, points};
 use crate::diff::head;
 use crate::error::{Error, Result, output};
 use crate::{Output, markdown, progress};
@@ -138,16 +138,10 @@ fn markdown_report(
         side(&c.base),
         side(&c.new)
     ));
-    let header = ["function", "before", "after", "change"];
-    let numeric = [false, true, true, true];
     if !violations.is_empty() {
         let shown = &violations[..violations.len().min(MAX_VIOLATIONS_SHOWN)];
         md.push_str(&format!("\n### Regressions over {threshold}\n\n"));
-        md.push_str(&markdown::table(
-            &header,
-            &numeric,
-            &rows(shown.iter().copied()),
-        ));
+        md.push_str(&change_table(shown.iter().copied()));
         if shown.len() < violations.len() {
             md.push_str(&format!(
                 "\n... and {} more.\n",
@@ -163,18 +157,14 @@ fn markdown_report(
     if !within.is_empty() {
         md.push_str(&format!("\n### Largest growth within {threshold}\n\n"));
         let shown = &within[..within.len().min(limit.max(1))];
-        md.push_str(&markdown::table(
-            &header,
-            &numeric,
-            &rows(shown.iter().copied()),
-        ));
+        md.push_str(&change_table(shown.iter().copied()));
     }
     md.push_str("\n### Top improvements\n\n");
     if c.improvements.is_empty() {
         md.push_str("None.\n");
     } else {
         let shown = head(&c.improvements, limit.max(1));
-        md.push_str(&markdown::table(&header, &numeric, &rows(shown.iter())));
+        md.push_str(&change_table(shown.iter()));
     }
     md
 }
@@ -188,19 +178,6 @@ fn side(s: &crate::compare::Side) -> String {
         crate::printable(&t.unit),
         firewatch_render::format_value(s.profile.total(s.column), &t.unit)
     )
-}
-
-fn rows<'a>(changes: impl Iterator<Item = &'a FunctionChange>) -> Vec<Vec<String>> {
-    changes
-        .map(|r| {
-            vec![
-                markdown::code(&r.name),
-                share(r.before_self),
-                share(r.after_self),
-                points(r.delta_self),
-            ]
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use firewatch_render::{SvgOptions, flamegraph_svg, format_value};
 
 use crate::chart;
 use crate::client::{Client, Query, Timeline};
-use crate::compare::{Comparison, Side, points, share};
+use crate::compare::{Comparison, Side, change_table};
 use crate::error::{Error, Result};
 use crate::markdown;
 use crate::top::{percent, require_samples};
@@ -262,22 +262,7 @@ fn markdown_document(d: &ReportData, svg_name: &str) -> String {
                     md.push_str("None.\n");
                     continue;
                 }
-                let cells: Vec<Vec<String>> = crate::diff::head(rows, d.limit)
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            markdown::code(&r.name),
-                            share(r.before_self),
-                            share(r.after_self),
-                            points(r.delta_self),
-                        ]
-                    })
-                    .collect();
-                md.push_str(&markdown::table(
-                    &["function", "before", "after", "change"],
-                    &[false, true, true, true],
-                    &cells,
-                ));
+                md.push_str(&change_table(crate::diff::head(rows, d.limit).iter()));
             }
         }
     }

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use firewatch_agent::Agent;
 use firewatch_agent::metrics::Metrics;
 use firewatch_server::config::{Cli as ServerCli, Config, FileConfig};
-use firewatch_server::time::now_ms;
-use firewatch_server::{AppState, Store, app};
+use firewatch_server::{AppState, Store, app, maintain};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -60,7 +59,7 @@ const MAX_SERVICES_SHOWN: usize = 20;
 pub(crate) fn run(args: &UpArgs) -> Result<()> {
     let addr = loopback_address(&args.listen)?;
     crate::init_tracing(&args.log)?;
-    raise_fd_limit();
+    firewatch_agent::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("fw-server")
@@ -205,15 +204,14 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Up(format!("cannot listen on {addr}: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![spawn_compactor(
-            store.clone(),
-            config.compact_interval,
-            stopped.clone(),
-        )];
-        if let Some(keep) = config.retention {
-            tasks.push(spawn_retention(store.clone(), keep, stopped.clone()));
-        }
         let state = AppState::new(store.clone(), config.limits.clone());
+        let tasks = maintain::spawn(
+            &store,
+            &state.metrics,
+            config.compact_interval,
+            config.retention,
+            &stopped,
+        );
         let mut shutdown = stopped;
         let serve = tokio::spawn(async move {
             axum::serve(listener, app(state))
@@ -352,70 +350,6 @@ async fn stop_signal() -> &'static str {
     tokio::select! {
         _ = interrupt => "SIGINT",
         _ = terminate => "SIGTERM",
-    }
-}
-
-/// Builds rollups every `every`, until told to stop.
-fn spawn_compactor(
-    store: Store,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            if let Err(e) = store.compact(now_ms()).await {
-                tracing::warn!(error = %e, "compaction failed");
-            }
-        }
-    })
-}
-
-/// Deletes data older than `keep`, at start and then every tenth of `keep`
-/// (at most hourly, at least every second).
-fn spawn_retention(
-    store: Store,
-    keep: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            if let Err(e) = store
-                .apply_retention(now_ms().saturating_sub(keep_ms))
-                .await
-            {
-                tracing::warn!(error = %e, "retention failed");
-            }
-        }
-    })
-}
-
-/// Raises the soft limit of open files to the hard limit: the agent holds
-/// one perf event per CPU and maps every executable it profiles.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
     }
 }
 

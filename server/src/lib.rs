@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod maintain;
 pub mod metrics;
 pub mod query;
 pub mod ratelimit;

@@ -4,23 +4,14 @@
 //! SIGINT/SIGTERM (in-flight requests finish, then the store closes).
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use firewatch_server::auth::Auth;
 use firewatch_server::config::{Cli, Config, LogFormat};
-use firewatch_server::metrics::Metrics;
-use firewatch_server::time::now_ms;
-use firewatch_server::{AppState, Store, app, serve};
+use firewatch_server::{AppState, Store, app, maintain, serve};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing_subscriber::EnvFilter;
-
-/// How often the storage figures of `/metrics` are read (counting blocks
-/// may scan a large table, so never per scrape).
-const STORAGE_STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -64,19 +55,16 @@ async fn main() -> anyhow::Result<()> {
         .with_rate_limits(config.ingest_rate.clone());
     let metrics = state.metrics.clone();
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = vec![
-        spawn_compactor(
-            store.clone(),
-            metrics.clone(),
-            config.compact_interval,
-            stopped.clone(),
-        ),
-        spawn_storage_stats(store.clone(), metrics.clone(), stopped.clone()),
-    ];
-    match config.retention {
-        Some(keep) => tasks.push(spawn_retention(store.clone(), metrics, keep, stopped)),
-        None => tracing::info!("retention is off: data is kept forever"),
+    if config.retention.is_none() {
+        tracing::info!("retention is off: data is kept forever");
     }
+    let tasks = maintain::spawn(
+        &store,
+        &metrics,
+        config.compact_interval,
+        config.retention,
+        &stopped,
+    );
 
     serve(listener, app(state), tls, shutdown_signal())
         .await
@@ -108,103 +96,6 @@ fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(())
-}
-
-/// Reads the storage figures for `/metrics` now and every
-/// [`STORAGE_STATS_INTERVAL`].
-fn spawn_storage_stats(
-    store: Store,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(STORAGE_STATS_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            match store.stats().await {
-                Ok(stats) => metrics.observe_store(&stats),
-                Err(e) => tracing::warn!(error = %e, "cannot read storage figures"),
-            }
-        }
-    })
-}
-
-/// Builds rollups every `every`, until told to stop.
-fn spawn_compactor(
-    store: Store,
-    metrics: Arc<Metrics>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            let now = now_ms();
-            let built = match store.compact(now).await {
-                Ok(built) => {
-                    if built > 0 {
-                        tracing::debug!(built, "rollups built");
-                    }
-                    Some(built)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "compaction failed");
-                    None
-                }
-            };
-            metrics.compacted(built, store.compaction_lag_ms(now).await.ok());
-        }
-    })
-}
-
-/// Deletes data older than `keep`, at start and then every tenth of `keep`
-/// (at most hourly, at least every second).
-fn spawn_retention(
-    store: Store,
-    metrics: Arc<Metrics>,
-    keep: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            let cutoff = now_ms().saturating_sub(keep_ms);
-            match store.apply_retention(cutoff).await {
-                Ok(report) => {
-                    if report.blocks > 0 || report.annotations > 0 {
-                        tracing::info!(
-                            blocks = report.blocks,
-                            series = report.series,
-                            dictionary_entries = report.dictionary_entries,
-                            annotations = report.annotations,
-                            "retention deleted old data"
-                        );
-                    }
-                    metrics.retention(Some(&report));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention failed");
-                    metrics.retention(None);
-                }
-            }
-        }
-    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -232,11 +232,6 @@ pub fn mean_bytes() -> u64 {
     MEAN_BYTES.load(Relaxed)
 }
 
-/// Whether heap sampling is on.
-pub fn enabled() -> bool {
-    ENABLED.load(Relaxed)
-}
-
 /// Never samples the calling thread's allocations again (the profiler's
 /// own threads call this, so its work stays out of the service's profile).
 pub fn exclude_current_thread() {
