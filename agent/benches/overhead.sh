@@ -24,9 +24,9 @@
 #     its marginal cost is measured the same way: `perf record`'s CPU over
 #     the agent's marginal span (nanosecond counters), and `perf script`'s
 #     CPU on the whole file minus its CPU on the first interval's samples
-#     only (`--time 0%-N%`), per second after the first interval. perf's side
-#     does less than the agent: `perf script` names functions only, without
-#     file:line or inlined functions.
+#     only (`--time 0%-N%`), per second after the first interval. Both read
+#     kallsyms and the DWARF of what they meet (`perf script` prints inlined
+#     functions); perf's side does less in one way: no file:line.
 #  3. The workload's slowdown with the agent on vs off, over RUNS alternating
 #     pairs (off, on, off, on, ...). Each run does a fixed amount of work with
 #     every core busy (one two-thread workload per two cores), after a 3-s

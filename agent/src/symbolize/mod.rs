@@ -1,6 +1,6 @@
 //! Names for frames: blazesym for ELF files (symbols, DWARF file:line and
-//! inlined functions, demangled Rust and C++) and the kernel (kallsyms),
-//! `/tmp/perf-PID.map` for JIT code, and the vDSO's own symbol table.
+//! inlined functions, demangled Rust and C++), `/proc/kallsyms` for the
+//! kernel, `/tmp/perf-PID.map` for JIT code, and the vDSO's own symbol table.
 //!
 //! Runs on the processing thread, once per window, never in the sampling
 //! loop. Results are cached per (module, offset) across windows, so a busy
@@ -12,14 +12,16 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blazesym::MaybeDefault;
-use blazesym::symbolize::source::{Elf, Kernel, Source};
+use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{Input, Symbolized};
 use hashbrown::{HashMap, HashSet};
 
 use crate::aggregate::{ANON, Frame, KERNEL, MARK_FULL, MARK_KERNEL, MARK_TRUNCATED, MARKER};
 use crate::sample::Window;
 use crate::sample::modules::ModuleInfo;
+use kallsyms::Kallsyms;
+
+mod kallsyms;
 
 /// One function of a frame: a frame with inlined calls has several.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,9 @@ impl WindowNames {
 /// Turns frames into names, caching across windows.
 pub struct Symbolizer {
     blaze: blazesym::symbolize::Symbolizer,
+    // Read at the first kernel frame, again when modules change; `Some(None)`
+    // if kallsyms is unreadable.
+    kallsyms: Option<Option<Kallsyms>>,
     cache: HashMap<Frame, Arc<Resolved>>,
     strings: HashSet<Arc<str>>,
     max_entries: usize,
@@ -90,6 +95,7 @@ impl Symbolizer {
     pub fn new(max_entries: usize, max_debug_bytes: u64) -> Symbolizer {
         Symbolizer {
             blaze: new_blaze(),
+            kallsyms: None,
             cache: HashMap::new(),
             strings: HashSet::new(),
             max_entries,
@@ -99,9 +105,11 @@ impl Symbolizer {
         }
     }
 
-    /// Drops every cache (ours and blazesym's parsed files).
+    /// Drops every cache (ours, the kernel's symbols and blazesym's parsed
+    /// files).
     pub fn reset(&mut self) {
         self.blaze = new_blaze();
+        self.kallsyms = None;
         self.cache = HashMap::new();
         self.strings = HashSet::new();
         self.files = HashMap::new();
@@ -236,17 +244,23 @@ impl Symbolizer {
     }
 
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Arc<Resolved>> {
-        // blazesym reads and parses /proc/kallsyms once per symbolizer (its
-        // cache is keyed by the file's metadata, which procfs keeps stable)
-        // and looks addresses up in that table afterwards.
-        let src = Source::Kernel(Kernel {
-            kallsyms: MaybeDefault::Default,
-            vmlinux: MaybeDefault::None,
-            kaslr_offset: None,
-            debug_syms: false,
-            ..Kernel::default()
-        });
-        self.blaze_resolved(&src, Input::AbsAddr(addrs), KERNEL_MODULE)
+        // Taken out while `self` interns the names, put back after.
+        let kallsyms = match self.kallsyms.take() {
+            Some(Some(k)) if k.stale() => Kallsyms::load(),
+            Some(k) => k,
+            None => Kallsyms::load(),
+        };
+        let resolved = addrs
+            .iter()
+            .map(|&a| {
+                Arc::new(match kallsyms.as_ref().and_then(|k| k.find(a)) {
+                    Some(name) => self.resolved(name),
+                    None => self.unnamed(KERNEL_MODULE, a),
+                })
+            })
+            .collect();
+        self.kallsyms = Some(kallsyms);
+        resolved
     }
 
     fn module(&mut self, info: &ModuleInfo, offsets: &[u64]) -> Vec<Arc<Resolved>> {
@@ -306,16 +320,6 @@ impl Symbolizer {
             }
         }
         self.resolve_lines(offsets, lines, &info.name)
-    }
-
-    fn blaze_resolved(
-        &mut self,
-        src: &Source<'_>,
-        input: Input<&[u64]>,
-        module: &str,
-    ) -> Vec<Arc<Resolved>> {
-        let lines = self.blaze_lines(src, input);
-        self.resolve_lines(input.as_inner_ref(), lines, module)
     }
 
     /// blazesym's answers as owned (name, file, line) lists, innermost first,
