@@ -22,9 +22,31 @@ cleanup() {
 trap cleanup EXIT
 
 # CPU seconds of every live thread of a process, from nanosecond counters
-# (threads may end while they are read).
-cpu_ns_s() { { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ s += $1 } END { printf "%.6f", s / 1e9 }'; }
+# (threads may end while they are read); bash builtins only (see wait_log).
+cpu_ns_s() {
+    local f ns sum=0
+    for f in /proc/"$1"/task/*/schedstat; do
+        { read -r ns _ <"$f"; } 2>/dev/null && sum=$((sum + ns))
+    done
+    printf "%d.%06d" $((sum / 1000000000)) $((sum % 1000000000 / 1000))
+}
 # The median of the numbers on standard input, one per line.
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # calc FORMAT EXPRESSION: awk arithmetic, printed with FORMAT.
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+# wait_log FILE TEXT PID: waits until FILE holds TEXT; fails with the file
+# on stderr if process PID ends first. Polls with bash builtins only (no
+# grep, no sleep): an agent profiling every process would otherwise sample,
+# label and symbolize a new process every tenth of a second, a cost of the
+# benchmark counted as the agent's.
+wait_log() {
+    local lines tick
+    mkfifo "$work/tick.$$"
+    exec {tick}<>"$work/tick.$$"
+    until mapfile -t lines <"$1" 2>/dev/null && [[ ${lines[*]} == *"$2"* ]]; do
+        kill -0 "$3" 2>/dev/null || { cat "$1" >&2; return 1; }
+        read -rt 0.1 -u "$tick" || true
+    done
+    exec {tick}>&-
+    rm -f "$work/tick.$$"
+}

@@ -17,8 +17,10 @@
 #     the same samples (each tool's CPU is still its own process's); over
 #     every process they run one after the other (each would profile the
 #     other).
-#     Printed: the whole-run ratio agent/perf, and the steady-state ratio of
-#     marginal costs, which the whole-run ratio tends to as runs get longer.
+#     Printed: the whole-run ratio agent/perf, the steady-state ratio of
+#     marginal costs, which the whole-run ratio tends to as runs get longer,
+#     and from both, each side's fixed cost and the ratio for runs of 1 min,
+#     5 min and 1 h.
 #     perf has fixed costs too (start-up, the build-id pass at the end of
 #     `perf record`, kallsyms and debug information in `perf script`), so
 #     its marginal cost is measured the same way: `perf record`'s CPU over
@@ -82,7 +84,8 @@ busy() {
 }
 
 kib() { awk '/^'"$2"':/ { print $2 }' "/proc/$1/status"; }
-now() { date +%s.%N; }
+# Seconds since the epoch, without starting a process (see wait_log).
+now() { now=${EPOCHREALTIME/,/.}; }
 
 busy $((2 * secs + 30))
 agent_scope=()
@@ -121,23 +124,23 @@ else
 fi
 sleep 1
 [[ $scope == workload ]] && perf_start
-t_start=$(now)
+now
+t_start=$now
 RUST_LOG=info "$agent" --no-ship --dump-dir "$work/dump" --frequency 99 "${agent_scope[@]}" \
     --upload-interval 10s --duration "${secs}s" 2>"$work/agent.log" &
 apid=$!
 # The marginal cost is measured from the end of the first interval's
 # processing (its log line) to one second before the agent stops.
-until grep -qs "window shipped" "$work/agent.log"; do
-    kill -0 "$apid" 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_log "$work/agent.log" "window shipped" "$apid" || exit 1
 steady0=$(cpu_ns_s "$apid")
 [[ $scope == workload ]] && rec0=$(cpu_ns_s "$perf_proc")
-t0=$(now)
+now
+t0=$now
 sleep "$(calc "%.3f" "$secs - 1 - ($t0 - $t_start)")"
 steady1=$(cpu_ns_s "$apid")
 [[ $scope == workload ]] && rec1=$(cpu_ns_s "$perf_proc")
-t1=$(now)
+now
+t1=$now
 rss_kib=$(kib "$apid" VmRSS)
 wait "$apid"
 first=$(calc "%.3f" "$t0 - $t_start")
@@ -212,6 +215,15 @@ echo "   perf, marginal: $(calc "%.3f" "$perf_rate * 1000") ms per second" \
     "perf script + fold $(calc "%.3f" "($su + $ss - $fu - $fs) / ($secs - $first) * 1000") after the first interval)"
 echo "   ratio agent/perf, whole run: $(calc "%.3f" "$agent_cpu / $perf_cpu") (target <= 0.2)"
 echo "   ratio agent/perf, steady state (marginal CPU per second of each): $(calc "%.3f" "$steady_rate / $perf_rate")"
+# Each side as a fixed cost plus its marginal rate, for runs of other lengths.
+agent_fixed=$(calc "%.6f" "$agent_cpu - $steady_rate * $secs")
+perf_fixed=$(calc "%.6f" "$perf_cpu - $perf_rate * $secs")
+horizons=""
+for d in 60 300 3600; do
+    horizons+=" ${d} s: $(calc "%.3f" "($agent_fixed + $steady_rate * $d) / ($perf_fixed + $perf_rate * $d)"),"
+done
+echo "   ratio agent/perf for runs of other lengths (each side's fixed cost, $(calc "%.3f" "$agent_fixed") s" \
+    "and $(calc "%.3f" "$perf_fixed") s, plus its marginal rate):${horizons%,}"
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 pids=()
 wait 2>/dev/null || true
