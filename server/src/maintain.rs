@@ -42,21 +42,40 @@ pub fn spawn(
 /// may scan a large table, so never per scrape).
 const STORAGE_STATS_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The schedule of an upkeep task: a tick now and every `period` (a late
+/// run delays the next rather than bunching up), until the stop channel
+/// changes.
+struct Ticker {
+    tick: tokio::time::Interval,
+    stop: watch::Receiver<bool>,
+}
+
+impl Ticker {
+    fn new(period: Duration, stop: watch::Receiver<bool>) -> Ticker {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { tick, stop }
+    }
+
+    /// Waits for the next run; false once told to stop.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => true,
+            _ = self.stop.changed() => false,
+        }
+    }
+}
+
 /// Reads the storage figures for `/metrics` now and every
 /// [`STORAGE_STATS_INTERVAL`].
 fn spawn_storage_stats(
     store: Store,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(STORAGE_STATS_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
+        let mut ticker = Ticker::new(STORAGE_STATS_INTERVAL, stop);
+        while ticker.next().await {
             match store.stats().await {
                 Ok(stats) => metrics.observe_store(&stats),
                 Err(e) => tracing::warn!(error = %e, "cannot read storage figures"),
@@ -65,21 +84,16 @@ fn spawn_storage_stats(
     })
 }
 
-/// Builds rollups every `every`, until told to stop.
+/// Builds rollups every `period`, until told to stop.
 fn spawn_compactor(
     store: Store,
     metrics: Arc<Metrics>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
+    period: Duration,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
+        let mut ticker = Ticker::new(period, stop);
+        while ticker.next().await {
             let now = now_ms();
             let built = match store.compact(now).await {
                 Ok(built) => {
@@ -104,18 +118,13 @@ fn spawn_retention(
     store: Store,
     metrics: Arc<Metrics>,
     keep: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let period = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
+        let mut ticker = Ticker::new(period, stop);
+        while ticker.next().await {
             let cutoff = now_ms().saturating_sub(keep_ms);
             match store.apply_retention(cutoff).await {
                 Ok(report) => {

@@ -175,9 +175,7 @@ impl Kallsyms {
         let i = self.addrs.partition_point(|&a| a <= addr).checked_sub(1)?;
         std::str::from_utf8(self.name(i)).ok()
     }
-}
 
-impl Kallsyms {
     /// Whether modules were loaded or unloaded since the table was read.
     pub fn stale(&self) -> bool {
         loaded_modules() != self.modules
