@@ -81,8 +81,8 @@ impl Agent {
         let sampler = {
             let (stop, interval) = (Arc::clone(&stop), config.upload_interval);
             let drain = match config.alloc.is_empty() {
-                true => config.drain_period(),
-                false => config.drain_period().min(ALLOC_DRAIN),
+                true => sampler.drain_period(),
+                false => sampler.drain_period().min(ALLOC_DRAIN),
             };
             spawn("fw-sample", "sampling", move || {
                 sample_loop(sampler, interval, drain, &stop, &windows_tx, &recycle_rx);
@@ -107,6 +107,7 @@ impl Agent {
     pub fn stop(mut self, grace: Duration) -> Snapshot {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.sampler.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
         let shipper = self.processor.take().and_then(|t| t.join().ok()).flatten();
@@ -124,6 +125,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.sampler.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
         if let Some(t) = self.processor.take() {
@@ -155,7 +157,8 @@ fn spawn<T: Send + 'static>(
 /// wake-up watermark fires per bytes written on each CPU (not per bytes
 /// waiting), so polling would wake the loop once per CPU per watermark,
 /// while every wake-up drains every ring anyway. On a timer the loop wakes
-/// a few times a second whatever the number of CPUs.
+/// when the rings are about half full (see `Config::drain_period`), at most
+/// once a second, whatever the number of CPUs.
 fn sample_loop(
     mut sampler: Sampler,
     interval: Duration,
@@ -171,7 +174,9 @@ fn sample_loop(
             sampler.disable();
         } else {
             let now = Instant::now();
-            std::thread::sleep(window_end.saturating_duration_since(now).min(drain));
+            // Parked rather than asleep: stopping unparks the loop, which
+            // may wait up to a second between drains.
+            std::thread::park_timeout(window_end.saturating_duration_since(now).min(drain));
         }
         sampler.drain();
         if let Ok(agg) = recycled.try_recv() {

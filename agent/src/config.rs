@@ -60,7 +60,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Bytes of user stack copied per sample for unwinding (default 32 KiB, at most 60 KiB).
     pub stack_bytes: u32,
-    /// Ring buffer per CPU in bytes (a power of two); 0 sizes it from frequency and stack size.
+    /// Ring buffer per CPU in bytes (a power of two); 0 sizes it from frequency,
+    /// stack size and number of CPUs.
     pub ring_buffer_bytes: usize,
     /// Write every profile as a `.pb.zst` file into this directory as well.
     pub dump_dir: Option<PathBuf>,
@@ -220,6 +221,12 @@ impl Default for Config {
 /// Labels the agent sets itself; the configuration may not override them.
 const RESERVED_LABELS: &[&str] = &["__name__"];
 
+/// Ring memory of one set of events (CPU samples, or allocation samples)
+/// over all CPUs when sized automatically: a host with many CPUs gets
+/// smaller rings, drained more often, rather than a ring memory growing with
+/// its CPUs.
+pub const RING_BUDGET: usize = 64 << 20;
+
 impl Config {
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Config> {
@@ -323,25 +330,38 @@ impl Config {
         Ok(())
     }
 
-    /// The ring buffer size per CPU: the configured one, or enough for half a
-    /// second of samples with their stack copies (at least 512 KiB, at most 32 MiB).
-    pub fn ring_buffer_size(&self) -> usize {
+    /// The ring buffer size per CPU on a host of `cpus` CPUs: the configured
+    /// one, or one second of samples with their stack copies, within each
+    /// CPU's share of [`RING_BUDGET`] (at least 512 KiB, at most 32 MiB).
+    pub fn ring_buffer_size(&self, cpus: usize) -> usize {
         if self.ring_buffer_bytes != 0 {
             return self.ring_buffer_bytes;
         }
-        let per_sample = self.stack_bytes as usize + 2048;
-        let want = per_sample * self.frequency as usize / 2;
-        want.clamp(512 << 10, 32 << 20).next_power_of_two()
+        let want = self.sample_bytes().saturating_mul(self.frequency as usize);
+        let share = RING_BUDGET / cpus.max(1);
+        // The largest power of two within the share (the kernel wants one).
+        let share = 1usize << share.max(1).ilog2();
+        want.next_power_of_two()
+            .min(share)
+            .clamp(512 << 10, 32 << 20)
     }
 
-    /// How often the sampling loop drains the ring buffers: every quarter of
-    /// a second, or more often when a ring holds less than half a second of
-    /// samples at the configured frequency, so that a ring is at most half
-    /// full between two drains (but not more often than every 10 ms).
-    pub fn drain_period(&self) -> Duration {
-        let per_second = (u64::from(self.stack_bytes) + 2048) * u64::from(self.frequency.max(1));
-        let ring_seconds = self.ring_buffer_size() as f64 / per_second as f64;
-        Duration::from_secs_f64((ring_seconds / 2.0).clamp(0.01, 0.25))
+    /// How often the sampling loop drains rings of `ring_bytes`: when they
+    /// are half full at the configured frequency, but at most every second
+    /// and at least every 10 ms. Rings hold a second of samples so that the
+    /// loop wakes rarely: each wake-up costs about the same (tens of
+    /// microseconds, its code and tables cold in the caches) however few
+    /// samples it finds, and on a small host that was most of the loop's CPU.
+    pub fn drain_period(&self, ring_bytes: usize) -> Duration {
+        let per_second = self.sample_bytes() as f64 * f64::from(self.frequency.max(1));
+        let ring_seconds = ring_bytes as f64 / per_second;
+        Duration::from_secs_f64((ring_seconds / 2.0).clamp(0.01, 1.0))
+    }
+
+    /// Ring bytes one sample takes at most: its stack copy, registers,
+    /// kernel callchain and header.
+    fn sample_bytes(&self) -> usize {
+        self.stack_bytes as usize + 2048
     }
 
     /// The bearer token, from `token` or `token_file`.
@@ -503,25 +523,37 @@ mod tests {
     }
 
     #[test]
-    fn ring_buffer_is_a_power_of_two_sized_for_the_stack_copies() {
+    fn rings_hold_a_second_of_samples_within_the_budget() {
         let c = Config::default();
-        let size = c.ring_buffer_size();
-        assert!(size.is_power_of_two());
-        assert!(size >= 99 * 32 * 1024 / 4);
+        let per_second = (32 << 10) * 99;
+        for cpus in [1, 2, 16] {
+            let size = c.ring_buffer_size(cpus);
+            assert!(size.is_power_of_two());
+            assert!(size >= per_second, "{cpus} CPUs: {size}");
+            assert!(size * cpus <= RING_BUDGET);
+        }
+        // Many CPUs: each gets its share, and never less than 512 KiB.
+        assert_eq!(c.ring_buffer_size(64), 1 << 20);
+        assert_eq!(c.ring_buffer_size(4096), 512 << 10);
+        // A ring that is not a power of two is never asked for.
+        assert!(c.ring_buffer_size(3).is_power_of_two());
+        assert_eq!(c.ring_buffer_size(0), c.ring_buffer_size(1));
     }
 
     #[test]
     fn rings_are_drained_before_they_are_half_full() {
         let mut c = Config::default();
-        assert_eq!(c.drain_period(), Duration::from_millis(250));
-        c.ring_buffer_bytes = 2 << 20;
+        // Defaults on a small host: a drain every 0.6 s, not four a second.
+        let drain = c.drain_period(c.ring_buffer_size(2));
+        assert!(drain > Duration::from_millis(500), "{drain:?}");
+        assert_eq!(c.drain_period(64 << 20), Duration::from_secs(1));
         c.frequency = 999;
-        let fill = (c.stack_bytes as f64 + 2048.0) * 999.0 * c.drain_period().as_secs_f64();
-        assert!(c.drain_period() < Duration::from_millis(250));
-        assert!(fill <= (1 << 20) as f64 + 1.0);
+        let ring = 2 << 20;
+        let fill = (c.stack_bytes as f64 + 2048.0) * 999.0 * c.drain_period(ring).as_secs_f64();
+        assert!(c.drain_period(ring) < Duration::from_millis(250));
+        assert!(fill <= (ring / 2) as f64 + 1.0);
         // A ring too small for the frequency is still not drained in a busy loop.
-        c.ring_buffer_bytes = 64 << 10;
-        assert_eq!(c.drain_period(), Duration::from_millis(10));
+        assert_eq!(c.drain_period(64 << 10), Duration::from_millis(10));
     }
 
     #[test]

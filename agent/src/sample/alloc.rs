@@ -146,7 +146,7 @@ impl AllocEvents {
         }
         let pmu = uprobe::pmu_type().map_err(Error::UprobesUnavailable)?;
         let cpus = events::online_cpus().map_err(Error::Cpus)?;
-        let rings = events::open_rings(&cpus, config.ring_buffer_size())?;
+        let rings = events::open_rings(&cpus, config.ring_buffer_size(cpus.len()))?;
         Ok(Some(AllocEvents {
             targets: config.alloc.clone(),
             setup: Setup {

@@ -28,7 +28,7 @@ use crate::aggregate::{
     ANON, Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, MARK_TRUNCATED, MARKER, SampleKind,
 };
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::labels::{Labeler, Labels, SeriesTable};
 use crate::metrics::Metrics;
 use crate::unwind::{self, Ending, UnwindCache};
@@ -75,6 +75,8 @@ pub struct Sampler {
     // Timestamp of the next record of each ring (the CPU rings, then the
     // allocation rings), if any.
     heads: Vec<Option<u64>>,
+    // How often the rings should be drained, from their size.
+    drain_period: Duration,
     state: State,
 }
 
@@ -124,10 +126,12 @@ impl Sampler {
         metrics: Arc<Metrics>,
         force_cpu_clock: bool,
     ) -> Result<Sampler> {
+        let cpus = events::online_cpus().map_err(Error::Cpus)?.len();
+        let ring_bytes = config.ring_buffer_size(cpus);
         let mut events = events::open(&EventOptions {
             frequency: config.frequency,
             stack_bytes: config.stack_bytes,
-            ring_bytes: config.ring_buffer_size(),
+            ring_bytes,
             kernel_stacks: config.kernel_stacks && !config.own_process,
             force_cpu_clock,
             own_process: config.own_process.then(std::process::id),
@@ -189,6 +193,7 @@ impl Sampler {
             events,
             alloc,
             scratch: Vec::with_capacity(MAX_RECORD_BYTES),
+            drain_period: config.drain_period(ring_bytes),
             state,
         })
     }
@@ -196,6 +201,12 @@ impl Sampler {
     /// The event that drives sampling.
     pub fn event_kind(&self) -> EventKind {
         self.state.kind
+    }
+
+    /// How often [`Sampler::drain`] should run for the rings to stay under
+    /// half full at the configured frequency.
+    pub fn drain_period(&self) -> Duration {
+        self.drain_period
     }
 
     /// Waits up to `timeout` for the ring buffers to fill past their watermark.
@@ -213,6 +224,7 @@ impl Sampler {
             scratch,
             heads,
             state,
+            ..
         } = self;
         let cpu_rings = &mut events.samplers[..];
         let alloc_rings = alloc.as_mut().map_or(&mut [][..], AllocEvents::rings_mut);
