@@ -331,13 +331,19 @@ impl Config {
     }
 
     /// The ring buffer size per CPU on a host of `cpus` CPUs: the configured
-    /// one, or one second of samples with their stack copies, within each
-    /// CPU's share of [`RING_BUDGET`] (at least 512 KiB, at most 32 MiB).
+    /// one, or one second of samples with their stack copies (half a second
+    /// inside a service, whose memory it is), within each CPU's share of
+    /// [`RING_BUDGET`] (at least 512 KiB, at most 32 MiB).
     pub fn ring_buffer_size(&self, cpus: usize) -> usize {
         if self.ring_buffer_bytes != 0 {
             return self.ring_buffer_bytes;
         }
-        let want = self.sample_bytes().saturating_mul(self.frequency as usize);
+        let per_second = self.sample_bytes().saturating_mul(self.frequency as usize);
+        let want = if self.shares_process {
+            per_second / 2
+        } else {
+            per_second
+        };
         let share = RING_BUDGET / cpus.max(1);
         // The largest power of two within the share (the kernel wants one).
         let share = 1usize << share.max(1).ilog2();
@@ -535,6 +541,12 @@ mod tests {
         // Many CPUs: each gets its share, and never less than 512 KiB.
         assert_eq!(c.ring_buffer_size(64), 1 << 20);
         assert_eq!(c.ring_buffer_size(4096), 512 << 10);
+        // Inside a service, half of that.
+        let embedded = Config {
+            shares_process: true,
+            ..Config::default()
+        };
+        assert_eq!(embedded.ring_buffer_size(2) * 2, c.ring_buffer_size(2));
         // A ring that is not a power of two is never asked for.
         assert!(c.ring_buffer_size(3).is_power_of_two());
         assert_eq!(c.ring_buffer_size(0), c.ring_buffer_size(1));
