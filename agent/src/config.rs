@@ -225,7 +225,7 @@ const RESERVED_LABELS: &[&str] = &["__name__"];
 /// over all CPUs when sized automatically: a host with many CPUs gets
 /// smaller rings, drained more often, rather than a ring memory growing with
 /// its CPUs.
-pub const RING_BUDGET: usize = 64 << 20;
+const RING_BUDGET: usize = 64 << 20;
 
 impl Config {
     /// Reads a TOML file over the defaults.
@@ -333,7 +333,7 @@ impl Config {
     /// The ring buffer size per CPU on a host of `cpus` CPUs: the configured
     /// one, or one second of samples with their stack copies (half a second
     /// inside a service, whose memory it is), within each CPU's share of
-    /// [`RING_BUDGET`] (at least 512 KiB, at most 32 MiB).
+    /// 64 MiB (at least 512 KiB, at most 32 MiB).
     pub fn ring_buffer_size(&self, cpus: usize) -> usize {
         if self.ring_buffer_bytes != 0 {
             return self.ring_buffer_bytes;

@@ -138,14 +138,14 @@ pub(super) struct AllocState {
 }
 
 impl AllocEvents {
-    /// The rings, if the configuration names any process; the processes
-    /// are probed by [`AllocEvents::rescan`].
-    pub(super) fn open(config: &Config) -> Result<Option<AllocEvents>> {
+    /// The rings, one on each of `cpus` (the online CPUs), if the
+    /// configuration names any process; the processes are probed by
+    /// [`AllocEvents::rescan`].
+    pub(super) fn open(config: &Config, cpus: Vec<usize>) -> Result<Option<AllocEvents>> {
         if config.alloc.is_empty() {
             return Ok(None);
         }
         let pmu = uprobe::pmu_type().map_err(Error::UprobesUnavailable)?;
-        let cpus = events::online_cpus().map_err(Error::Cpus)?;
         let rings = events::open_rings(&cpus, config.ring_buffer_size(cpus.len()))?;
         Ok(Some(AllocEvents {
             targets: config.alloc.clone(),

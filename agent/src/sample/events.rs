@@ -38,6 +38,8 @@ pub struct CpuEvents {
 /// What [`open`] needs.
 #[derive(Clone, Debug)]
 pub struct EventOptions {
+    /// The online CPUs (see [`online_cpus`]).
+    pub cpus: Vec<usize>,
     /// Samples per second per CPU.
     pub frequency: u32,
     /// Bytes of user stack copied per sample.
@@ -60,7 +62,7 @@ pub fn open(opts: &EventOptions) -> Result<CpuEvents> {
     if let Some(pid) = opts.own_process {
         return open_own_process(opts, pid);
     }
-    let cpus = online_cpus().map_err(Error::Cpus)?;
+    let cpus = &opts.cpus;
     let first = *cpus
         .first()
         .ok_or_else(|| Error::Cpus(io::Error::new(io::ErrorKind::NotFound, "no online CPU")))?;
@@ -80,7 +82,7 @@ pub fn open(opts: &EventOptions) -> Result<CpuEvents> {
             }
         }
     }
-    for &cpu in &cpus {
+    for &cpu in cpus {
         if kind == EventKind::Cycles && cpu == first {
             continue;
         }
@@ -324,7 +326,7 @@ pub fn open_rings(cpus: &[usize], ring_bytes: usize) -> Result<Vec<perf_event::S
 /// The embedded profiler's own process: hardware cycles where the host has
 /// them, else `cpu-clock`, into one new ring per CPU.
 fn open_own_process(opts: &EventOptions, pid: u32) -> Result<CpuEvents> {
-    let cpus = online_cpus().map_err(Error::Cpus)?;
+    let cpus = &opts.cpus;
     let first = *cpus
         .first()
         .ok_or_else(|| Error::Cpus(io::Error::new(io::ErrorKind::NotFound, "no online CPU")))?;
@@ -352,8 +354,8 @@ fn open_own_process(opts: &EventOptions, pid: u32) -> Result<CpuEvents> {
     }
     let output = Output::NewRings(opts.ring_bytes);
     let events = match kind {
-        EventKind::Cycles => open_process(pid, &cpus, || Hardware::CPU_CYCLES, &spec, output),
-        EventKind::CpuClock => open_process(pid, &cpus, || Software::CPU_CLOCK, &spec, output),
+        EventKind::Cycles => open_process(pid, cpus, || Hardware::CPU_CYCLES, &spec, output),
+        EventKind::CpuClock => open_process(pid, cpus, || Software::CPU_CLOCK, &spec, output),
     }?;
     Ok(CpuEvents {
         samplers: events.samplers,

@@ -126,9 +126,10 @@ impl Sampler {
         metrics: Arc<Metrics>,
         force_cpu_clock: bool,
     ) -> Result<Sampler> {
-        let cpus = events::online_cpus().map_err(Error::Cpus)?.len();
-        let ring_bytes = config.ring_buffer_size(cpus);
+        let cpus = events::online_cpus().map_err(Error::Cpus)?;
+        let ring_bytes = config.ring_buffer_size(cpus.len());
         let mut events = events::open(&EventOptions {
+            cpus: cpus.clone(),
             frequency: config.frequency,
             stack_bytes: config.stack_bytes,
             ring_bytes,
@@ -168,7 +169,7 @@ impl Sampler {
                 ..AllocState::default()
             },
         };
-        let mut alloc = AllocEvents::open(config)?;
+        let mut alloc = AllocEvents::open(config, cpus)?;
         events.enable()?;
         state.seed();
         if let Some(alloc) = &mut alloc {
