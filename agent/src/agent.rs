@@ -174,6 +174,12 @@ fn sample_loop(
             sampler.disable();
         } else {
             let now = Instant::now();
+            // Soon after a drain that found stacks deeper than their copy:
+            // their outer frames are read from the live stacks.
+            let drain = match sampler.wants_prompt_drain() {
+                true => drain.min(crate::sample::DEEP_DRAIN),
+                false => drain,
+            };
             // Parked rather than asleep: stopping unparks the loop, which
             // may wait up to a second between drains.
             std::thread::park_timeout(window_end.saturating_duration_since(now).min(drain));
@@ -264,6 +270,12 @@ fn process_loop(
             profiles = profiles.len(),
             lost = m.samples_lost,
             truncated = m.stacks_truncated,
+            beyond_copy = m.stacks_copy_ended,
+            live = m.stacks_live_completed,
+            chained = m.stacks_chain_completed,
+            refused = m.stacks_live_refused + m.stacks_over_budget,
+            confirmed = m.stacks_confirmed,
+            unconfirmed = m.stacks_unconfirmed,
             delivered = m.profiles_delivered,
             rejected = m.profiles_rejected,
             dropped = m.profiles_dropped,

@@ -58,8 +58,15 @@ pub struct Config {
     /// Timeout of one delivery request (default 30 s).
     #[serde(deserialize_with = "de_duration")]
     pub request_timeout: Duration,
-    /// Bytes of user stack copied per sample for unwinding (default 32 KiB, at most 60 KiB).
+    /// Bytes of user stack copied per sample for unwinding (default 32 KiB,
+    /// at most 65,528: the kernel's limit).
     pub stack_bytes: u32,
+    /// Complete stacks deeper than the copy from the thread's live stack
+    /// (default true; see the agent's README for what guarantees each frame).
+    pub deep_stacks: bool,
+    /// Bytes of a thread's live stack read past the copy for one sample, at
+    /// most (default 8 MiB).
+    pub max_stack_bytes: usize,
     /// Ring buffer per CPU in bytes (a power of two); 0 sizes it from frequency,
     /// stack size and number of CPUs.
     pub ring_buffer_bytes: usize,
@@ -204,6 +211,8 @@ impl Default for Config {
             retry_max: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             stack_bytes: 32 << 10,
+            deep_stacks: true,
+            max_stack_bytes: 8 << 20,
             ring_buffer_bytes: 0,
             dump_dir: None,
             no_ship: false,
@@ -217,6 +226,10 @@ impl Default for Config {
         }
     }
 }
+
+/// The most user stack the kernel copies with one sample (a 16-bit size,
+/// 8-byte aligned).
+pub const MAX_STACK_COPY: u32 = 65_528;
 
 /// Labels the agent sets itself; the configuration may not override them.
 const RESERVED_LABELS: &[&str] = &["__name__"];
@@ -273,12 +286,18 @@ impl Config {
             return bad("no_ship needs dump_dir: profiles would go nowhere".to_owned());
         }
         if self.stack_bytes < 1024
-            || self.stack_bytes > 60 << 10
+            || self.stack_bytes > MAX_STACK_COPY
             || !self.stack_bytes.is_multiple_of(8)
         {
             return bad(format!(
-                "stack_bytes must be a multiple of 8 within 1024..=61440, not {}",
+                "stack_bytes must be a multiple of 8 within 1024..={MAX_STACK_COPY}, not {}",
                 self.stack_bytes
+            ));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.max_stack_bytes) {
+            return bad(format!(
+                "max_stack_bytes must be within 64 KiB..=1 GiB, not {}",
+                self.max_stack_bytes
             ));
         }
         if self.ring_buffer_bytes != 0

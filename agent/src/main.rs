@@ -62,6 +62,10 @@ struct Args {
     /// Do not attach `pid` and `thread_name` to samples.
     #[arg(long)]
     no_sample_labels: bool,
+    /// Unwind only the stack copied with each sample; do not complete
+    /// deeper stacks from the thread's live stack.
+    #[arg(long)]
+    no_deep_stacks: bool,
     /// Tenant, sent as X-Scope-OrgID.
     #[arg(long)]
     tenant: Option<String>,
@@ -203,6 +207,7 @@ fn config_from(args: &Args) -> Result<Config> {
         c.host.clone_from(&args.host);
     }
     c.kernel_stacks &= !args.no_kernel_stacks;
+    c.deep_stacks &= !args.no_deep_stacks;
     c.sample_labels &= !args.no_sample_labels;
     if args.tenant.is_some() {
         c.tenant.clone_from(&args.tenant);

@@ -18,6 +18,24 @@ pub struct Metrics {
     pub samples_lost: AtomicU64,
     /// User stacks that did not unwind to the thread's entry.
     pub stacks_truncated: AtomicU64,
+    /// User stacks whose copy ended before the thread's entry.
+    pub stacks_copy_ended: AtomicU64,
+    /// Of those, completed from the thread's live stack.
+    pub stacks_live_completed: AtomicU64,
+    /// Of those, completed from the thread's earlier unwind, checked against
+    /// its live stack.
+    pub stacks_chain_completed: AtomicU64,
+    /// Of those, left truncated: the live stack had changed or failed a check.
+    pub stacks_live_refused: AtomicU64,
+    /// Of those, left truncated: the live-read budget was spent.
+    pub stacks_over_budget: AtomicU64,
+    /// Bytes of live stacks read.
+    pub live_stack_bytes: AtomicU64,
+    /// Completed stacks a later sample of the thread confirmed.
+    pub stacks_confirmed: AtomicU64,
+    /// Completed stacks nothing confirmed: cut back to their copy and
+    /// marked truncated.
+    pub stacks_unconfirmed: AtomicU64,
     /// Samples folded into the "stack table full" marker.
     pub stacks_folded: AtomicU64,
     /// Records that could not be parsed.
@@ -53,6 +71,22 @@ pub struct Snapshot {
     pub samples_lost: u64,
     /// See [`Metrics::stacks_truncated`].
     pub stacks_truncated: u64,
+    /// See [`Metrics::stacks_copy_ended`].
+    pub stacks_copy_ended: u64,
+    /// See [`Metrics::stacks_live_completed`].
+    pub stacks_live_completed: u64,
+    /// See [`Metrics::stacks_chain_completed`].
+    pub stacks_chain_completed: u64,
+    /// See [`Metrics::stacks_live_refused`].
+    pub stacks_live_refused: u64,
+    /// See [`Metrics::stacks_over_budget`].
+    pub stacks_over_budget: u64,
+    /// See [`Metrics::live_stack_bytes`].
+    pub live_stack_bytes: u64,
+    /// See [`Metrics::stacks_confirmed`].
+    pub stacks_confirmed: u64,
+    /// See [`Metrics::stacks_unconfirmed`].
+    pub stacks_unconfirmed: u64,
     /// See [`Metrics::stacks_folded`].
     pub stacks_folded: u64,
     /// See [`Metrics::records_malformed`].
@@ -91,6 +125,14 @@ impl Metrics {
             samples_skipped: r(&self.samples_skipped),
             samples_lost: r(&self.samples_lost),
             stacks_truncated: r(&self.stacks_truncated),
+            stacks_copy_ended: r(&self.stacks_copy_ended),
+            stacks_live_completed: r(&self.stacks_live_completed),
+            stacks_chain_completed: r(&self.stacks_chain_completed),
+            stacks_live_refused: r(&self.stacks_live_refused),
+            stacks_over_budget: r(&self.stacks_over_budget),
+            live_stack_bytes: r(&self.live_stack_bytes),
+            stacks_confirmed: r(&self.stacks_confirmed),
+            stacks_unconfirmed: r(&self.stacks_unconfirmed),
             stacks_folded: r(&self.stacks_folded),
             records_malformed: r(&self.records_malformed),
             profiles_built: r(&self.profiles_built),

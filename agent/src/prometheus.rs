@@ -91,7 +91,7 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
 /// The text exposition of a snapshot, with the process's CPU and memory.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(2048);
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 21] = [
         (
             "samples_total",
             "Samples read from the perf ring buffers.",
@@ -111,6 +111,46 @@ pub fn render(s: &Snapshot) -> String {
             "unwind_truncated_total",
             "User stacks that did not unwind to the thread's entry.",
             s.stacks_truncated,
+        ),
+        (
+            "stacks_beyond_copy_total",
+            "User stacks whose copy ended before the thread's entry.",
+            s.stacks_copy_ended,
+        ),
+        (
+            "stacks_completed_live_total",
+            "Of those, completed from the thread's live stack (before confirmation).",
+            s.stacks_live_completed,
+        ),
+        (
+            "stacks_completed_chain_total",
+            "Of those, completed from the thread's earlier unwind (before confirmation).",
+            s.stacks_chain_completed,
+        ),
+        (
+            "stacks_refused_total",
+            "Of those, left truncated: the live stack had changed or failed a check.",
+            s.stacks_live_refused,
+        ),
+        (
+            "stacks_over_budget_total",
+            "Of those, left truncated: the live-stack read budget was spent.",
+            s.stacks_over_budget,
+        ),
+        (
+            "stacks_confirmed_total",
+            "Completed stacks a later sample of the thread confirmed.",
+            s.stacks_confirmed,
+        ),
+        (
+            "stacks_unconfirmed_total",
+            "Completed stacks nothing confirmed, cut back to their copy.",
+            s.stacks_unconfirmed,
+        ),
+        (
+            "live_stack_bytes_total",
+            "Bytes read from threads' live stacks.",
+            s.live_stack_bytes,
         ),
         (
             "stacks_folded_total",

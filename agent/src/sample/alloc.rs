@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
+use super::State;
 use super::events::{self, Output, Sampling, TaskSampling};
 use super::procs;
 use super::record::{Sample, SampleLayout};
+use super::stacks::Stack;
 use super::uprobe::{self, AllocFn, Uprobe};
-use super::{State, push_user_frames};
 use crate::aggregate::{Counts, SampleKind};
 use crate::config::{AllocTargets, Config};
 use crate::error::{Error, Result};
@@ -428,11 +429,10 @@ impl State {
             return;
         };
         self.frames.clear();
-        push_user_frames(
+        self.unwinding.push_user_frames(
             proc,
             s,
             &mut self.modules,
-            &mut self.cache,
             &mut self.frames,
             &self.metrics,
         );
@@ -453,17 +453,17 @@ impl State {
         };
         let thread = self.threads.id(s.pid, s.tid, &proc.comm);
         self.alloc.samples += 1;
-        self.agg.add(
-            SampleKind::Alloc,
+        let stack = Stack {
+            kind: SampleKind::Alloc,
             series,
-            s.pid,
             thread,
-            &self.frames,
-            Counts {
+            frames: &self.frames,
+            counts: Counts {
                 samples: 1,
                 value: bytes,
             },
-        );
+        };
+        self.unwinding.add(&mut self.agg, s, stack, &self.metrics);
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use perf_event::events::{Event, Hardware, Software};
-use perf_event::{Builder, SampleFlag};
+use perf_event::{Builder, Clock, SampleFlag};
 
 use super::record::SampleLayout;
 use crate::error::{Error, Result};
@@ -314,7 +314,10 @@ pub fn open_rings(cpus: &[usize], ring_bytes: usize) -> Result<Vec<perf_event::S
     cpus.iter()
         .map(|&cpu| {
             let mut b = Builder::new(Software::DUMMY);
-            b.any_pid().one_cpu(cpu).wakeup_watermark(ring_bytes / 2);
+            b.any_pid()
+                .one_cpu(cpu)
+                .clockid(Clock::MONOTONIC)
+                .wakeup_watermark(ring_bytes / 2);
             b.build()
                 .map_err(open_error(cpu))?
                 .sampled(ring_bytes)
@@ -389,6 +392,7 @@ fn task_builder(spec: &TaskSampling, tid: u32, cpu: usize, event: impl Event) ->
         .sample_regs_user(spec.regs_mask)
         .sample_stack_user(spec.stack_bytes)
         .sample_id_all(true)
+        .clockid(Clock::MONOTONIC)
         .remove_on_exec(spec.remove_on_exec);
     match spec.sampling {
         Sampling::Frequency(hz) => b.sample_frequency(u64::from(hz)),
@@ -436,6 +440,7 @@ fn open_one(
         .comm_exec(true)
         .task(true)
         .sample_id_all(true)
+        .clockid(Clock::MONOTONIC)
         // The agent drains on a timer (see `agent.rs`); the watermark only
         // serves callers of `Sampler::wait`.
         .wakeup_watermark(opts.ring_bytes / 2);

@@ -17,6 +17,7 @@ pub mod modules;
 pub mod procs;
 pub mod record;
 mod records;
+mod stacks;
 pub mod uprobe;
 
 use std::sync::Arc;
@@ -24,19 +25,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::aggregate::{
-    ANON, Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, MARK_TRUNCATED, MARKER, SampleKind,
-};
+use crate::aggregate::{Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, MARKER, SampleKind};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::labels::{Labeler, Labels, SeriesTable};
 use crate::metrics::Metrics;
-use crate::unwind::{self, Ending, UnwindCache};
+use crate::unwind::{self, Walker};
 use alloc::{AllocEvents, AllocState};
 use events::{CpuEvents, EventKind, EventOptions};
 use modules::{ModuleInfo, Modules};
-use procs::{Mapping, Process, Threads};
+use procs::{Process, Threads};
 use record::{Sample, SampleLayout};
+use stacks::{Stack, Unwinding};
 
 /// Addresses at or above this are kernel addresses on x86_64.
 const KERNEL_START: u64 = 0xffff_8000_0000_0000;
@@ -46,6 +46,19 @@ const MAX_RECORDS_PER_DRAIN: usize = 8192;
 const MODULE_GC_THRESHOLD: usize = 2048;
 /// Largest perf record (the header's size field is 16 bits).
 const MAX_RECORD_BYTES: usize = 1 << 16;
+/// Drain period while stacks deeper than their copy are seen: their outer
+/// frames are read from the live stack, the sooner after the sample the
+/// likelier they are still there.
+pub const DEEP_DRAIN: Duration = Duration::from_millis(20);
+/// How long a sample whose frames past its copy wait for a later sample of
+/// its thread may wait, at least (it is given up at the first window cut
+/// after that).
+const MAX_CONFIRM_WAIT: Duration = Duration::from_secs(1);
+/// Bytes of live stacks read per second, at most (a few deep threads cost
+/// a fraction of this once their chains are known).
+const LIVE_BYTES_PER_SECOND: u64 = 16 << 20;
+/// Steps of all threads' chains together, at most (16 bytes each).
+const MAX_CHAIN_STEPS: usize = 1 << 20;
 
 /// One upload interval's samples and what is needed to name them.
 pub struct Window {
@@ -77,6 +90,10 @@ pub struct Sampler {
     heads: Vec<Option<u64>>,
     // How often the rings should be drained, from their size.
     drain_period: Duration,
+    // When the last drain was, for the live-read budget.
+    last_drain: std::time::Instant,
+    // The last drain found stacks deeper than their copy.
+    deep_seen: bool,
     state: State,
 }
 
@@ -101,12 +118,14 @@ struct State {
     kernel_series: u32,
     agg: Aggregate,
     spare: Option<Aggregate>,
-    cache: UnwindCache,
+    unwinding: Unwinding,
     frames: Vec<Frame>,
     metrics: Arc<Metrics>,
     window_start: SystemTime,
     max_frames: usize,
     alloc: AllocState,
+    /// Sampling has stopped: no later sample will confirm a waiting one.
+    stopped: bool,
 }
 
 fn new_aggregate(max_frames: usize) -> Aggregate {
@@ -154,10 +173,16 @@ impl Sampler {
             kernel_series,
             agg: new_aggregate(config.max_frames_per_window),
             spare: Some(new_aggregate(config.max_frames_per_window)),
-            cache: UnwindCache::new_in(),
+            unwinding: Unwinding::new(Walker::new(
+                config.deep_stacks,
+                config.max_stack_bytes,
+                LIVE_BYTES_PER_SECOND,
+                MAX_CHAIN_STEPS,
+            )),
             frames: Vec::with_capacity(1024),
             metrics,
             window_start: SystemTime::now(),
+            stopped: false,
             max_frames: config.max_frames_per_window,
             // Room for the thread and process events of probed processes,
             // so that the first ones allocate nothing in the loop.
@@ -195,6 +220,8 @@ impl Sampler {
             alloc,
             scratch: Vec::with_capacity(MAX_RECORD_BYTES),
             drain_period: config.drain_period(ring_bytes),
+            last_drain: std::time::Instant::now(),
+            deep_seen: false,
             state,
         })
     }
@@ -210,6 +237,13 @@ impl Sampler {
         self.drain_period
     }
 
+    /// True when the last drain found stacks deeper than their copy: the
+    /// next drain should come soon ([`DEEP_DRAIN`]), while their threads'
+    /// outer frames are still on their stacks.
+    pub fn wants_prompt_drain(&self) -> bool {
+        self.deep_seen
+    }
+
     /// Waits up to `timeout` for the ring buffers to fill past their watermark.
     pub fn wait(&self, timeout: Duration) {
         self.events.wait(timeout);
@@ -219,6 +253,11 @@ impl Sampler {
     /// CPUs (so a process's `exec` or `mmap` on one CPU is seen before its
     /// samples on another); returns the number of records.
     pub fn drain(&mut self) -> usize {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.last_drain).as_secs_f64();
+        self.last_drain = now;
+        self.state.unwinding.walker.refill(elapsed);
+        let deep_before = self.state.unwinding.walker.stats().copy_ended;
         let Sampler {
             events,
             alloc,
@@ -274,6 +313,8 @@ impl Sampler {
         if let Some(alloc) = alloc {
             alloc.follow_threads(state);
         }
+        self.deep_seen = state.unwinding.walker.stats().copy_ended > deep_before;
+        state.unwinding.report(&state.metrics);
         n
     }
 
@@ -295,6 +336,7 @@ impl Sampler {
 
     /// Stops sampling; records already written can still be drained.
     pub fn disable(&mut self) {
+        self.state.stopped = true;
         self.events.disable();
         if let Some(alloc) = &mut self.alloc {
             alloc.disable();
@@ -397,14 +439,8 @@ impl State {
         } else if s.ip >= KERNEL_START {
             frames.push(Frame::marker(MARK_KERNEL));
         }
-        push_user_frames(
-            proc,
-            s,
-            &mut self.modules,
-            &mut self.cache,
-            frames,
-            &self.metrics,
-        );
+        self.unwinding
+            .push_user_frames(proc, s, &mut self.modules, frames, &self.metrics);
         if frames.is_empty() {
             frames.push(Frame::marker(MARK_KERNEL));
         }
@@ -413,20 +449,29 @@ impl State {
             EventKind::CpuClock if s.period > 0 => s.period,
             _ => self.period_ns,
         };
-        self.agg.add(
-            SampleKind::Cpu,
+        let stack = Stack {
+            kind: SampleKind::Cpu,
             series,
-            s.pid,
             thread,
-            &self.frames,
-            Counts {
+            frames: &self.frames,
+            counts: Counts {
                 samples: 1,
                 value: cpu_ns,
             },
-        );
+        };
+        self.unwinding.add(&mut self.agg, s, stack, &self.metrics);
     }
 
     fn cut_window(&mut self) -> Window {
+        // Samples still waiting for a later sample of their thread stay for
+        // the next window, unless they have waited too long or sampling
+        // has stopped.
+        let read_before = match self.stopped {
+            true => u64::MAX,
+            false => unwind::monotonic_ns().saturating_sub(MAX_CONFIRM_WAIT.as_nanos() as u64),
+        };
+        self.unwinding
+            .give_up(&mut self.agg, None, read_before, &self.metrics);
         let now = SystemTime::now();
         let next = self
             .spare
@@ -493,51 +538,6 @@ impl State {
     }
 }
 
-/// Appends the user stack of a sample to `frames`, leaf first (the IP,
-/// then each return address), ending with [`MARK_TRUNCATED`] when it did
-/// not unwind to the thread's entry. Nothing for a kernel thread or a
-/// sample without a stack copy. Reads `/proc/PID/maps` once per process
-/// when the IP is in no mapping it knows.
-fn push_user_frames(
-    proc: &mut Process,
-    s: &Sample<'_>,
-    modules: &mut Modules,
-    cache: &mut UnwindCache,
-    frames: &mut Vec<Frame>,
-    metrics: &Metrics,
-) {
-    if s.abi == 0 || s.stack.is_empty() {
-        return;
-    }
-    let ip = s.regs[2];
-    if !proc.reloaded && proc.resolve(ip).module == ANON {
-        // A mapping we have no record of (the process started while
-        // its records were in flight): read /proc once.
-        proc.reloaded = true;
-        let mappings = procs::read_maps(s.pid, modules);
-        if !mappings.is_empty() {
-            proc.mappings = mappings;
-            proc.unwinder = None;
-        }
-    }
-    proc.unwinder(modules);
-    let Process {
-        unwinder: Some(unwinder),
-        mappings,
-        ..
-    } = &*proc
-    else {
-        return;
-    };
-    let ending = unwind::unwind(unwinder, cache, s.regs, s.stack, |addr| {
-        frames.push(resolve(mappings, addr));
-    });
-    if ending == Ending::Truncated {
-        Metrics::add(&metrics.stacks_truncated, 1);
-        frames.push(Frame::marker(MARK_TRUNCATED));
-    }
-}
-
 /// Ring `i` of the CPU rings followed by the allocation rings.
 fn ring<'a>(
     cpu: &'a mut [perf_event::Sampler],
@@ -557,17 +557,4 @@ fn peek_time(sampler: &mut perf_event::Sampler) -> Option<u64> {
     // Not dropping the record keeps the ring's tail where it is.
     std::mem::forget(rec);
     Some(t)
-}
-
-fn resolve(mappings: &[Mapping], addr: u64) -> Frame {
-    let i = mappings.partition_point(|m| m.start <= addr);
-    if let Some(m) = i.checked_sub(1).and_then(|i| mappings.get(i))
-        && addr < m.end
-    {
-        return Frame {
-            module: m.module,
-            addr: addr - m.start + m.pgoff,
-        };
-    }
-    Frame { module: ANON, addr }
 }

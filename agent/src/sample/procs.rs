@@ -87,18 +87,24 @@ impl Process {
         })
     }
 
-    /// The frame for a lookup address: module and file offset, or [`ANON`].
-    pub fn resolve(&self, addr: u64) -> Frame {
+    /// The executable mapping holding `addr`, if any.
+    pub fn mapping(&self, addr: u64) -> Option<&Mapping> {
         let i = self.mappings.partition_point(|m| m.start <= addr);
-        if let Some(m) = i.checked_sub(1).and_then(|i| self.mappings.get(i))
-            && addr < m.end
-        {
-            return Frame {
+        i.checked_sub(1)
+            .and_then(|i| self.mappings.get(i))
+            .filter(|m| addr < m.end)
+    }
+
+    /// The frame for a lookup address: module and file offset, or [`ANON`]
+    /// and the address (anonymous code, or no mapping known).
+    pub fn resolve(&self, addr: u64) -> Frame {
+        match self.mapping(addr) {
+            Some(m) if m.module != ANON => Frame {
                 module: m.module,
                 addr: addr - m.start + m.pgoff,
-            };
+            },
+            _ => Frame { module: ANON, addr },
         }
-        Frame { module: ANON, addr }
     }
 }
 
@@ -168,8 +174,19 @@ fn parse_maps_line(line: &str, pid: u32, modules: &mut Modules) -> Option<Mappin
     })
 }
 
-/// The module of a mapping named `path`, or `None` for anonymous memory
-/// (left to resolve as [`ANON`]) and special mappings other than the vDSO.
+/// True for executable memory no ELF file backs: JIT compilers' code
+/// (anonymous, a named anonymous region, or a `memfd` mapped twice), named
+/// by perf maps if at all.
+fn is_anonymous_code(path: &str) -> bool {
+    path.is_empty()
+        || path == "//anon"
+        || path.starts_with("[anon")
+        || path.starts_with("/memfd:")
+        || path.starts_with("/dev/zero")
+}
+
+/// The module of a mapping named `path`: [`ANON`] for anonymous code, the
+/// vDSO's, a file's; `None` for other special mappings (`[vsyscall]`).
 pub fn mapping_module(
     pid: u32,
     start: u64,
@@ -180,6 +197,9 @@ pub fn mapping_module(
 ) -> Option<u32> {
     if path == "[vdso]" {
         return Some(modules.vdso());
+    }
+    if is_anonymous_code(path) {
+        return Some(ANON);
     }
     if !path.starts_with('/') {
         return None;

@@ -98,6 +98,9 @@ pub enum Record<'a> {
 pub struct Sample<'a> {
     /// The sampled instruction pointer (kernel or user).
     pub ip: u64,
+    /// When, in `CLOCK_MONOTONIC` nanoseconds (every event is opened with
+    /// that clock, so times compare with [`crate::unwind::monotonic_ns`]).
+    pub time: u64,
     /// Process id (0 for the idle task).
     pub pid: u32,
     /// Thread id.
@@ -282,7 +285,7 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
     let ip = c.u64()?;
     let pid = c.u32()?;
     let tid = c.u32()?;
-    let _time = c.u64()?;
+    let time = c.u64()?;
     let _cpu = c.u64()?;
     let period = if layout.period { c.u64()? } else { 0 };
     let callchain = if layout.callchain {
@@ -320,6 +323,7 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
     };
     Some(Sample {
         ip,
+        time,
         pid,
         tid,
         period,

@@ -128,6 +128,9 @@ impl State {
                     return;
                 }
                 self.exited_threads.push(tid);
+                self.unwinding
+                    .give_up(&mut self.agg, Some(tid), u64::MAX, &self.metrics);
+                self.unwinding.walker.forget(tid);
                 if self.alloc.pids.contains(&pid) {
                     match pid == tid {
                         true => self.alloc.ended.push(pid),

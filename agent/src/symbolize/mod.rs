@@ -20,8 +20,10 @@ use crate::aggregate::{ANON, Frame, KERNEL, MARK_FULL, MARK_KERNEL, MARK_TRUNCAT
 use crate::sample::Window;
 use crate::sample::modules::ModuleInfo;
 use kallsyms::Kallsyms;
+use perfmap::PerfMaps;
 
 mod kallsyms;
+mod perfmap;
 
 /// One function of a frame: a frame with inlined calls has several.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +70,7 @@ pub struct Symbolizer {
     // Read at the first kernel frame, again when modules change; `Some(None)`
     // if kallsyms is unreadable.
     kallsyms: Option<Option<Kallsyms>>,
+    perf_maps: PerfMaps,
     cache: HashMap<Frame, Arc<Resolved>>,
     strings: HashSet<Arc<str>>,
     max_entries: usize,
@@ -96,6 +99,7 @@ impl Symbolizer {
         Symbolizer {
             blaze: new_blaze(),
             kallsyms: None,
+            perf_maps: PerfMaps::default(),
             cache: HashMap::new(),
             strings: HashSet::new(),
             max_entries,
@@ -110,6 +114,7 @@ impl Symbolizer {
     pub fn reset(&mut self) {
         self.blaze = new_blaze();
         self.kallsyms = None;
+        self.perf_maps = PerfMaps::default();
         self.cache = HashMap::new();
         self.strings = HashSet::new();
         self.files = HashMap::new();
@@ -147,6 +152,7 @@ impl Symbolizer {
             self.reset();
         }
         self.window += 1;
+        self.perf_maps.next_window();
         let mut wanted: HashSet<Frame> = HashSet::new();
         let mut has_anon = false;
         for f in w.agg.all_frames() {
@@ -376,17 +382,9 @@ impl Symbolizer {
                 }
             }
         }
-        let mut maps: HashMap<u32, Vec<(u64, u64, String)>> = HashMap::new();
         let mut out = HashMap::new();
         for (pid, addr) in wanted {
-            let map = maps.entry(pid).or_insert_with(|| read_perf_map(pid));
-            let i = map.partition_point(|e| e.0 <= addr);
-            let hit = i
-                .checked_sub(1)
-                .and_then(|i| map.get(i))
-                .filter(|e| addr < e.0.saturating_add(e.1))
-                .map(|e| e.2.clone());
-            let r = match hit {
+            let r = match self.perf_maps.lookup(pid, addr) {
                 Some(name) => self.resolved(&name),
                 None => self.unnamed("[anon]", addr),
             };
@@ -451,39 +449,4 @@ pub(crate) fn lines_of(s: Symbolized<'_>) -> Option<Vec<(String, String, u32)>> 
     }
     lines.reverse();
     Some(lines)
-}
-
-/// Reads `/tmp/perf-PID.map` (as the process sees `/tmp`, then the host's):
-/// `START SIZE name` lines in hex, sorted by start.
-fn read_perf_map(pid: u32) -> Vec<(u64, u64, String)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/root/tmp/perf-{pid}.map"))
-        .or_else(|_| std::fs::read_to_string(format!("/tmp/perf-{pid}.map")))
-        .unwrap_or_default();
-    parse_perf_map(&text)
-}
-
-fn parse_perf_map(text: &str) -> Vec<(u64, u64, String)> {
-    let mut out: Vec<(u64, u64, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, ' ');
-            let start = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
-            let size = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
-            Some((start, size, parts.next()?.trim().to_owned()))
-        })
-        .collect();
-    out.sort_by_key(|e| e.0);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn perf_maps_parse_and_sort() {
-        let m = parse_perf_map("7f0010 20 LazyCompile:foo\n7f0000 10 bar baz\nbad line\n");
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0], (0x7f0000, 0x10, "bar baz".to_owned()));
-    }
 }

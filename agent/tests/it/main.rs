@@ -6,6 +6,7 @@
 mod alloc;
 mod alloc_stacks;
 mod cli;
+mod fidelity;
 mod perf;
 mod receiver;
 mod sampling;

@@ -14,6 +14,7 @@ use firewatch_profile::pprof::{decode, proto};
 const C_SOURCE: &str = include_str!("../data/workload.c");
 const C_ALLOC_SOURCE: &str = include_str!("../data/alloc.c");
 const RUST_SOURCE: &str = include_str!("../data/workload.rs");
+const C_DEEP_SOURCE: &str = include_str!("../data/deep.c");
 
 fn build_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("firewatch-agent-workloads");
@@ -65,6 +66,22 @@ pub fn c_alloc_workload() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         build_once("c-alloc", C_ALLOC_SOURCE, |src, out| {
+            let mut c = Command::new("gcc");
+            c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
+                .arg(src)
+                .arg("-o")
+                .arg(out);
+            c
+        })
+    })
+}
+
+/// The deep-stack workload (`deep.c`): `-O2 -fomit-frame-pointer`, 2,000
+/// frames of about 400 bytes, or outer frames that change every round.
+pub fn c_deep_workload() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build_once("c-deep", C_DEEP_SOURCE, |src, out| {
             let mut c = Command::new("gcc");
             c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
                 .arg(src)

@@ -1,34 +1,17 @@
-//! User-stack unwinding from the copy the kernel takes with each sample.
-//!
-//! Each executable file is memory-mapped once ([`ElfImage`]); its
-//! `.eh_frame`/`.eh_frame_hdr` sections are handed to framehop as slices of
-//! that mapping, never copied. Each process gets a framehop unwinder over
-//! its modules; addresses outside every module (JIT code, binaries without
-//! unwind tables) fall back to frame pointers. Unwinding itself allocates
-//! nothing: framehop runs with `MustNotAllocateDuringUnwind` and frames go
-//! to a caller-owned buffer.
+//! Executable files as the unwinder reads them: each is memory-mapped once
+//! ([`ElfImage`]); its `.eh_frame`/`.eh_frame_hdr` sections are handed to
+//! framehop as slices of that mapping, never copied. The image also knows
+//! where its thread and process entry functions are (a stack that ends
+//! there is complete) and reads its own code to tell a return address from
+//! data (the byte before it ends a call instruction).
 
 use std::fs::File;
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
-use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::{ExplicitModuleSectionInfo, MustNotAllocateDuringUnwind, Unwinder as _};
+use framehop::ExplicitModuleSectionInfo;
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection, ObjectSegment};
-
-/// framehop's unwinder for one process.
-pub type Unwinder = UnwinderX86_64<SectionBytes, MustNotAllocateDuringUnwind>;
-/// framehop's rule cache, shared by every process's unwinder.
-pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
-
-/// The user registers the sampler asks the kernel for: BP, SP and IP
-/// (`PERF_REG_X86_BP`, `_SP`, `_IP`), in that order in each sample.
-pub const USER_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
-/// Number of registers in [`USER_REGS_MASK`].
-pub const USER_REGS_COUNT: usize = 3;
-/// Frames beyond this depth are cut and the stack marked truncated.
-pub const MAX_USER_FRAMES: usize = 256;
 
 /// The bytes of an ELF image: a read-only file mapping, or a copy (the vDSO).
 pub enum Backing {
@@ -88,6 +71,9 @@ pub struct ElfImage {
     got: Option<Range<u64>>,
     text: Option<Range<u64>>,
     segments: Vec<LoadSegment>,
+    /// Virtual address ranges of the functions a thread or process starts
+    /// in, sorted: nothing calls them, so a stack that reaches one is whole.
+    entries: Vec<Range<u64>>,
     /// The GNU build ID, if the file has one.
     pub build_id: Option<Vec<u8>>,
     /// Size of the DWARF sections, uncompressed.
@@ -155,13 +141,21 @@ impl ElfImage {
                     .unwrap_or_else(|_| s.size())
             })
             .fold(0u64, u64::saturating_add);
+        let eh_frame_hdr = section(".eh_frame_hdr");
+        let entries = entry_ranges(
+            &elf,
+            eh_frame_hdr
+                .as_ref()
+                .and_then(|h| Some((h.svma.start, backing.get(h.file.clone())?))),
+        );
         Some(ElfImage {
             eh_frame: section(".eh_frame"),
-            eh_frame_hdr: section(".eh_frame_hdr"),
+            eh_frame_hdr,
             debug_frame: section(".debug_frame"),
             got: svma(".got"),
             text: svma(".text"),
             segments,
+            entries,
             build_id,
             debug_bytes,
             backing,
@@ -180,6 +174,32 @@ impl ElfImage {
             .find(|s| offset >= s.offset && offset < s.offset.saturating_add(s.filesz))
             .map(|s| s.vaddr.wrapping_add(offset - s.offset))
             .unwrap_or(offset)
+    }
+
+    /// True when the code at `offset` (a file offset) belongs to a function
+    /// a thread or process starts in: `_start` (the executable's entry, or
+    /// the dynamic loader's, which has no unwind information), `clone`,
+    /// `clone3`, `start_thread`.
+    pub fn is_entry(&self, offset: u64) -> bool {
+        let svma = self.offset_to_svma(offset);
+        let i = self.entries.partition_point(|r| r.start <= svma);
+        i.checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .is_some_and(|r| svma < r.end)
+    }
+
+    /// True when the bytes right before `offset` (a file offset, where a
+    /// return address points) end a call instruction: a direct `call rel32`
+    /// or an indirect `call r/m64`, with or without a prefix. A value that
+    /// fails this is not a return address, whatever the stack says.
+    pub fn follows_call(&self, offset: u64) -> bool {
+        let Ok(end) = usize::try_from(offset) else {
+            return false;
+        };
+        let Some(code) = end.checked_sub(8).and_then(|s| self.backing.get(s..end)) else {
+            return false;
+        };
+        ends_with_call(code)
     }
 
     /// Function symbols (dynamic and static): start address, size, name;
@@ -276,6 +296,131 @@ impl ElfImage {
     }
 }
 
+/// Symbols of the functions threads and processes start in, as glibc, musl
+/// and the dynamic loader name them.
+const ENTRY_SYMBOLS: &[&str] = &[
+    "_start",
+    "__clone",
+    "clone",
+    "__clone3",
+    "clone3",
+    "start_thread",
+    "_dl_start_user",
+];
+
+/// The longest an entry function found without a symbol or an unwind
+/// table entry is taken to be.
+const MAX_ENTRY_BYTES: u64 = 256;
+
+/// The ranges of the entry functions: those named by [`ENTRY_SYMBOLS`], and
+/// the function at the ELF entry point, which ends where the next function
+/// starts (the next symbol or unwind table entry; the dynamic loader's
+/// `_start` has neither a symbol nor an unwind entry of its own).
+fn entry_ranges(
+    elf: &ElfFile64<'_, object::Endianness>,
+    eh_frame_hdr: Option<(u64, &[u8])>,
+) -> Vec<Range<u64>> {
+    use object::{ObjectSymbol, SymbolKind};
+    let mut starts: Vec<u64> = Vec::new();
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for s in elf.symbols().chain(elf.dynamic_symbols()) {
+        if s.kind() != SymbolKind::Text || s.address() == 0 {
+            continue;
+        }
+        starts.push(s.address());
+        if s.size() > 0 && s.name().is_ok_and(|n| ENTRY_SYMBOLS.contains(&n)) {
+            out.push(s.address()..s.address().saturating_add(s.size()));
+        }
+    }
+    let entry = elf.entry();
+    if entry != 0 {
+        let next_symbol = starts.iter().copied().filter(|&a| a > entry).min();
+        let next_fde = eh_frame_hdr.and_then(|(svma, bytes)| next_fde_start(svma, bytes, entry));
+        let end = [
+            next_symbol,
+            next_fde,
+            Some(entry.saturating_add(MAX_ENTRY_BYTES)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(entry);
+        out.push(entry..end);
+    }
+    out.sort_by_key(|r| r.start);
+    out
+}
+
+/// The first function start after `addr` in an `.eh_frame_hdr` search table
+/// at virtual address `svma`, for the encoding every toolchain writes
+/// (4-byte entries relative to the section); `None` for any other.
+fn next_fde_start(svma: u64, hdr: &[u8], addr: u64) -> Option<u64> {
+    const UDATA4: u8 = 0x03;
+    const SDATA4: u8 = 0x0b;
+    const DATAREL_SDATA4: u8 = 0x3b;
+    let (&version, rest) = hdr.split_first()?;
+    let [ptr_enc, count_enc, table_enc] = *rest.first_chunk::<3>()?;
+    if version != 1 || table_enc != DATAREL_SDATA4 || count_enc != UDATA4 {
+        return None;
+    }
+    // The eh_frame pointer is 4 bytes in every encoding accepted here.
+    if ptr_enc & 0x0f != UDATA4 && ptr_enc & 0x0f != SDATA4 {
+        return None;
+    }
+    let word = |at: usize| -> Option<[u8; 4]> { hdr.get(at..at + 4)?.try_into().ok() };
+    let count = usize::try_from(u32::from_le_bytes(word(8)?)).ok()?;
+    let table = hdr.get(12..12usize.checked_add(count.checked_mul(8)?)?)?;
+    let start_of = |i: usize| -> Option<u64> {
+        let rel = i32::from_le_bytes(table.get(i * 8..i * 8 + 4)?.try_into().ok()?);
+        Some(svma.wrapping_add_signed(i64::from(rel)))
+    };
+    // The table is sorted by start address.
+    let (mut lo, mut hi) = (0, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if start_of(mid)? <= addr {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo < count).then(|| start_of(lo)).flatten()
+}
+
+/// True when `code` (the bytes before a return address, at most 8) ends
+/// with `call rel32` (`E8`) or `call r/m64` (`FF /2`, any addressing form).
+fn ends_with_call(code: &[u8]) -> bool {
+    let n = code.len();
+    if n >= 5 && code[n - 5] == 0xe8 {
+        return true;
+    }
+    (2..=7.min(n)).any(|len| {
+        let at = n - len;
+        code[at] == 0xff
+            && code.get(at + 1).is_some_and(|&m| (m >> 3) & 7 == 2)
+            && indirect_call_len(&code[at + 1..]) == Some(len)
+    })
+}
+
+/// The length of `FF /2` given the bytes after the opcode (ModRM, SIB, ...).
+fn indirect_call_len(rest: &[u8]) -> Option<usize> {
+    let modrm = *rest.first()?;
+    let (mode, rm) = (modrm >> 6, modrm & 7);
+    let sib_base_is_disp32 = || rest.get(1).is_some_and(|sib| sib & 7 == 5);
+    Some(match (mode, rm) {
+        (3, _) => 2,
+        (0, 4) if sib_base_is_disp32() => 7,
+        (0, 4) => 3,
+        (0, 5) => 6,
+        (0, _) => 2,
+        (1, 4) => 4,
+        (1, _) => 3,
+        (2, 4) => 7,
+        (2, _) => 6,
+        _ => return None,
+    })
+}
+
 /// Copies this process's vDSO: every process on the host maps the same image.
 pub fn read_own_vdso() -> Option<ElfImage> {
     // SAFETY: getauxval has no preconditions.
@@ -297,50 +442,6 @@ pub fn read_own_vdso() -> Option<ElfImage> {
     // its whole lifetime, as /proc/self/maps and AT_SYSINFO_EHDR agree.
     let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
     ElfImage::from_bytes(bytes.to_vec().into_boxed_slice())
-}
-
-/// How an unwind ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// The unwinder reached the root frame (the thread's entry).
-    Complete,
-    /// The unwinder stopped early: stack copy too short, missing unwind
-    /// information, or the depth limit.
-    Truncated,
-}
-
-/// Unwinds a user stack from the registers and stack copy of a sample,
-/// calling `frame` with each frame's lookup address (the IP, then each
-/// return address minus one), leaf first. Allocates nothing.
-pub fn unwind(
-    unwinder: &Unwinder,
-    cache: &mut UnwindCache,
-    regs: [u64; USER_REGS_COUNT],
-    stack: &[u8],
-    mut frame: impl FnMut(u64),
-) -> Ending {
-    let [bp, sp, ip] = regs;
-    let mut read_stack = |addr: u64| -> Result<u64, ()> {
-        let offset = usize::try_from(addr.checked_sub(sp).ok_or(())?).map_err(|_| ())?;
-        let bytes = stack
-            .get(offset..offset.checked_add(8).ok_or(())?)
-            .ok_or(())?;
-        Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
-    };
-    let mut frames = unwinder.iter_frames(
-        ip,
-        UnwindRegsX86_64::new(ip, sp, bp),
-        cache,
-        &mut read_stack,
-    );
-    for _ in 0..MAX_USER_FRAMES {
-        match frames.next() {
-            Ok(Some(address)) => frame(address.address_for_lookup()),
-            Ok(None) => return Ending::Complete,
-            Err(_) => return Ending::Truncated,
-        }
-    }
-    Ending::Truncated
 }
 
 #[cfg(test)]
@@ -377,32 +478,37 @@ mod tests {
         assert_eq!(&vdso.bytes()[..4], b"\x7fELF");
     }
 
-    #[test]
-    fn bias_of_a_typical_pie_text_mapping() {
-        let image = ElfImage {
+    fn image_with(segments: Vec<LoadSegment>) -> ElfImage {
+        ElfImage {
             backing: Arc::new(Backing::Owned(Box::new([]))),
             eh_frame: None,
             eh_frame_hdr: None,
             debug_frame: None,
             got: None,
             text: None,
-            segments: vec![
-                LoadSegment {
-                    offset: 0,
-                    vaddr: 0,
-                    filesz: 0x1000,
-                    exec: false,
-                },
-                LoadSegment {
-                    offset: 0x1000,
-                    vaddr: 0x1000,
-                    filesz: 0x5000,
-                    exec: true,
-                },
-            ],
+            segments,
+            entries: Vec::new(),
             build_id: None,
             debug_bytes: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn bias_of_a_typical_pie_text_mapping() {
+        let image = image_with(vec![
+            LoadSegment {
+                offset: 0,
+                vaddr: 0,
+                filesz: 0x1000,
+                exec: false,
+            },
+            LoadSegment {
+                offset: 0x1000,
+                vaddr: 0x1000,
+                filesz: 0x5000,
+                exec: true,
+            },
+        ]);
         // Text mapped at 0x5555_5555_5000 from file offset 0x1000.
         assert_eq!(image.bias(0x5555_5555_5000, 0x1000), 0x5555_5555_4000);
     }
@@ -411,30 +517,20 @@ mod tests {
     fn bias_when_the_text_segment_is_not_page_aligned_in_the_file() {
         // As rustc/lld lay out: r-- segment [0, 0x4b90), r-x segment at file
         // offset 0x4b90, vaddr 0x5b90; the kernel maps it from page 0x4000.
-        let image = ElfImage {
-            backing: Arc::new(Backing::Owned(Box::new([]))),
-            eh_frame: None,
-            eh_frame_hdr: None,
-            debug_frame: None,
-            got: None,
-            text: None,
-            segments: vec![
-                LoadSegment {
-                    offset: 0,
-                    vaddr: 0,
-                    filesz: 0x4b90,
-                    exec: false,
-                },
-                LoadSegment {
-                    offset: 0x4b90,
-                    vaddr: 0x5b90,
-                    filesz: 0x9000,
-                    exec: true,
-                },
-            ],
-            build_id: None,
-            debug_bytes: 0,
-        };
+        let image = image_with(vec![
+            LoadSegment {
+                offset: 0,
+                vaddr: 0,
+                filesz: 0x4b90,
+                exec: false,
+            },
+            LoadSegment {
+                offset: 0x4b90,
+                vaddr: 0x5b90,
+                filesz: 0x9000,
+                exec: true,
+            },
+        ]);
         let start = 0x5555_5555_9000;
         let bias = image.bias(start, 0x4000);
         // The byte at file offset 0x4b90 is at start + 0xb90 and has vaddr 0x5b90.

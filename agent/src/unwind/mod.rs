@@ -1,0 +1,45 @@
+//! User-stack unwinding: from the copy the kernel takes with each sample,
+//! and past its end from the thread's live stack.
+//!
+//! - [`elf`]: executable files mapped once, their unwind sections handed
+//!   to framehop as slices, their entry functions and code.
+//! - [`walk`]: the unwind of one sample, frame by frame ([`Walker`]).
+//! - `live`: the thread's stack read from its process (`process_vm_readv`).
+//! - `confirm`: frames from past the copy wait for a later sample of the
+//!   thread to confirm them.
+//! - `chains`: per thread, the frames of its last complete unwind, which a
+//!   later sample whose copy ends inside them may reuse once they are
+//!   checked against the live stack.
+//!
+//! Each process gets a framehop unwinder over its modules; addresses
+//! outside every module (JIT code, binaries without unwind tables) fall
+//! back to frame pointers. Unwinding allocates nothing in steady state:
+//! framehop runs with `MustNotAllocateDuringUnwind`, frames go to
+//! caller-owned buffers and the live-stack buffer and chains keep their
+//! capacity.
+
+mod chains;
+mod confirm;
+pub mod elf;
+mod live;
+pub mod walk;
+
+use framehop::MustNotAllocateDuringUnwind;
+use framehop::x86_64::{CacheX86_64, UnwinderX86_64};
+
+pub use confirm::{Unconfirmed, Verdict, monotonic_ns};
+pub use elf::{Backing, ElfImage, SectionBytes, read_own_vdso};
+pub use walk::{Ending, Sampled, Space, WalkStats, Walker};
+
+/// framehop's unwinder for one process.
+pub type Unwinder = UnwinderX86_64<SectionBytes, MustNotAllocateDuringUnwind>;
+/// framehop's rule cache, shared by every process's unwinder.
+pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// The user registers the sampler asks the kernel for: BP, SP and IP
+/// (`PERF_REG_X86_BP`, `_SP`, `_IP`), in that order in each sample.
+pub const USER_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
+/// Number of registers in [`USER_REGS_MASK`].
+pub const USER_REGS_COUNT: usize = 3;
+/// Frames beyond this depth are cut and the stack marked truncated.
+pub const MAX_USER_FRAMES: usize = 8192;

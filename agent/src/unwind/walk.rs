@@ -1,0 +1,417 @@
+//! The unwind of one sample, frame by frame, from the stack copy and, where
+//! the copy ends before the thread's entry, from the thread's live stack.
+//!
+//! Why each frame is right:
+//!
+//! - Frames unwound from the copy use only what the kernel copied at the
+//!   sample: the registers and the stack bytes, read with the unwind rules
+//!   of the code they are in.
+//! - Past the copy, the walk reads the thread's stack as it is now, shortly
+//!   after the sample, and keeps what it finds only if the stack still
+//!   holds what the sample saw where the two meet (the last
+//!   [`OVERLAP_BYTES`] of the copy must be unchanged: had the thread
+//!   returned past them and called elsewhere, they would have been
+//!   overwritten), every frame moves the stack pointer up, every return
+//!   address lies in executable code right after a call instruction, and
+//!   the walk reaches the thread's entry. Anything less and every live
+//!   frame is dropped: the stack ends at the copy, marked truncated.
+//! - Even then the live frames are only candidates: a later sample of the
+//!   thread must confirm them ([`super::confirm`]), which rules out a
+//!   thread that had returned past the copy and left its last bytes as
+//!   they were.
+//! - A thread's last complete unwind ([`super::chains`]) saves reading its
+//!   whole stack again: when the live walk has gone at least [`NEAR_BYTES`]
+//!   past the copy with every frame equal to the chain's, and the chain's
+//!   farther return addresses are still in the live stack where the chain
+//!   says (a sample of them, read in one call), the rest is taken from the
+//!   chain, and confirmed like live frames.
+
+use framehop::x86_64::UnwindRegsX86_64;
+use framehop::{FrameAddress, Unwinder as _};
+
+use super::chains::{Chains, Step};
+use super::confirm::{OVERLAP_BYTES, Unconfirmed, monotonic_ns};
+use super::live::{LiveStack, read_words};
+use super::{MAX_USER_FRAMES, USER_REGS_COUNT, UnwindCache, Unwinder};
+
+/// How far past the copy the live walk must agree with a thread's chain
+/// before the rest of the chain is taken.
+const NEAR_BYTES: u64 = 8 << 10;
+/// Return addresses of the rest of a chain read to check it, at most.
+const SPARSE_CHECKS: usize = 16;
+
+/// How an unwind ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The walk reached the thread's entry.
+    Complete,
+    /// The walk stopped early: stack copy too short and the live stack not
+    /// usable, missing unwind information, or the depth limit.
+    Truncated,
+}
+
+/// The sample a walk unwinds.
+pub struct Sampled<'a> {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// BP, SP and IP at the sample.
+    pub regs: [u64; USER_REGS_COUNT],
+    /// The stack copy, starting at SP.
+    pub stack: &'a [u8],
+}
+
+/// What the walk asks of the sampled process.
+pub trait Space {
+    /// True when `ra` lies in executable code of the process right after a
+    /// call instruction (for JIT code, whose bytes are not at hand: in an
+    /// executable mapping).
+    fn is_return_address(&mut self, ra: u64) -> bool;
+    /// True when the code at lookup address `addr` belongs to a function a
+    /// thread or process starts in.
+    fn is_entry(&mut self, addr: u64) -> bool;
+}
+
+/// Counters of the walks that went past their copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    /// Walks whose copy ended before the thread's entry.
+    pub copy_ended: u64,
+    /// Of those, completed with frames read from the live stack.
+    pub live_completed: u64,
+    /// Of those, completed with frames of the thread's chain.
+    pub chain_completed: u64,
+    /// Of those, left truncated: the live stack had changed, failed a check,
+    /// or could not be read.
+    pub live_refused: u64,
+    /// Of those, left truncated because the live-read budget was spent.
+    pub over_budget: u64,
+    /// Bytes read from live stacks.
+    pub live_bytes: u64,
+}
+
+/// Unwinds samples; owns the buffers and per-thread chains that make it
+/// allocation-free in steady state.
+pub struct Walker {
+    live: LiveStack,
+    chains: Chains,
+    steps: Vec<Step>,
+    follow: Vec<Step>,
+    deep: bool,
+    unconfirmed: Option<Unconfirmed>,
+    budget: f64,
+    budget_max: f64,
+    budget_rate: f64,
+    stats: WalkStats,
+}
+
+/// Where the walk left the copy.
+struct Splice {
+    /// Index in `steps` of the frame the copy ended in.
+    at: usize,
+    /// How many steps of `follow` the live walk has matched, while it
+    /// matches them.
+    matched: Option<usize>,
+}
+
+impl Walker {
+    /// A walker reading at most `max_live_bytes` of one thread's stack per
+    /// sample and `live_bytes_per_second` overall (`deep` false: never past
+    /// the copy), keeping chains of at most `max_chain_steps` steps in all.
+    pub fn new(
+        deep: bool,
+        max_live_bytes: usize,
+        live_bytes_per_second: u64,
+        max_chain_steps: usize,
+    ) -> Walker {
+        let rate = live_bytes_per_second as f64;
+        Walker {
+            live: LiveStack::new(max_live_bytes),
+            chains: Chains::new(max_chain_steps),
+            steps: Vec::with_capacity(1024),
+            follow: Vec::new(),
+            deep,
+            unconfirmed: None,
+            budget: rate,
+            budget_max: rate,
+            budget_rate: rate,
+            stats: WalkStats::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> WalkStats {
+        let mut s = self.stats;
+        s.live_bytes = self.live.bytes_read;
+        s
+    }
+
+    /// Number of threads with a chain.
+    pub fn chains(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// Adds `seconds` worth of live-read budget (up to one second's worth).
+    pub fn refill(&mut self, seconds: f64) {
+        self.budget = (self.budget + seconds * self.budget_rate).min(self.budget_max);
+    }
+
+    /// What the last walk took from past its copy and a later sample of
+    /// the thread must confirm ([`super::confirm`]); `None` when it took
+    /// nothing from there.
+    pub fn take_unconfirmed(&mut self) -> Option<Unconfirmed> {
+        self.unconfirmed.take()
+    }
+
+    /// Forgets a thread's chain: it exited, or frames taken from it were
+    /// not confirmed.
+    pub fn forget(&mut self, tid: u32) {
+        self.chains.forget(tid);
+    }
+
+    /// Unwinds `s`, appending each frame's lookup address (the IP, then
+    /// each return address minus one) to `out`, leaf first.
+    pub fn walk(
+        &mut self,
+        unwinder: &Unwinder,
+        cache: &mut UnwindCache,
+        space: &mut impl Space,
+        s: &Sampled<'_>,
+        out: &mut Vec<u64>,
+    ) -> Ending {
+        self.unconfirmed = None;
+        let [bp, sp, ip] = s.regs;
+        let copy_end = sp.saturating_add(s.stack.len() as u64);
+        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
+        let mut addr = FrameAddress::from_instruction_pointer(ip);
+        let out_start = out.len();
+        self.steps.clear();
+        self.steps.push(Step { sp, ra: ip });
+        out.push(ip);
+        let live_before = self.live.bytes_read;
+        let mut mem = Memory {
+            copy: s.stack,
+            sp,
+            copy_end,
+            live: &mut self.live,
+            live_on: false,
+            beyond: false,
+            touched: false,
+        };
+        let mut splice: Option<Splice> = None;
+        let mut from_chain = false;
+        let ending = loop {
+            if self.steps.len() >= MAX_USER_FRAMES {
+                break Ending::Truncated;
+            }
+            let saved = regs;
+            mem.beyond = false;
+            mem.touched = false;
+            let result = unwinder.unwind_frame(addr, &mut regs, cache, &mut |a| mem.read(a));
+            match result {
+                Ok(Some(ra)) => {
+                    let Some(next) = FrameAddress::from_return_address(ra) else {
+                        break Ending::Truncated;
+                    };
+                    let prev_sp = self.steps.last().map_or(sp, |p| p.sp);
+                    if mem.touched && !(regs.sp() > prev_sp && space.is_return_address(ra)) {
+                        break Ending::Truncated;
+                    }
+                    let step = Step { sp: regs.sp(), ra };
+                    self.steps.push(step);
+                    out.push(ra.wrapping_sub(1));
+                    addr = next;
+                    if let Some(splice) = &mut splice
+                        && follow_chain(
+                            splice,
+                            &self.follow,
+                            step,
+                            copy_end,
+                            s.pid,
+                            &mut self.steps,
+                            out,
+                        )
+                    {
+                        from_chain = true;
+                        break Ending::Complete;
+                    }
+                }
+                Ok(None) => break Ending::Complete,
+                Err(_) => {
+                    regs = saved;
+                    if mem.beyond && !mem.live_on && self.deep {
+                        self.stats.copy_ended += 1;
+                        if self.budget <= 0.0 {
+                            self.stats.over_budget += 1;
+                            break Ending::Truncated;
+                        }
+                        let at = self.steps.len() - 1;
+                        let start = copy_end.saturating_sub(OVERLAP_BYTES).max(sp);
+                        mem.live.start(s.pid, start);
+                        mem.live_on = true;
+                        let copied = usize::try_from(start - sp)
+                            .ok()
+                            .and_then(|o| s.stack.get(o..));
+                        let same =
+                            match (copied, mem.live.bytes(start, (copy_end - start) as usize)) {
+                                (Some(a), Some(b)) => a == b,
+                                _ => false,
+                            };
+                        let matched = self.steps.get(at).and_then(|&here| {
+                            let rest = self.chains.from(s.pid, s.tid, here)?;
+                            self.follow.clear();
+                            self.follow.extend_from_slice(rest);
+                            Some(1)
+                        });
+                        splice = Some(Splice { at, matched });
+                        if !same {
+                            break Ending::Truncated;
+                        }
+                        continue;
+                    }
+                    let last = out.last().copied().unwrap_or(ip);
+                    break if space.is_entry(last) {
+                        Ending::Complete
+                    } else {
+                        Ending::Truncated
+                    };
+                }
+            }
+        };
+        let spent = self.live.bytes_read - live_before;
+        self.budget -= spent as f64;
+        match (&splice, ending) {
+            (Some(sp_), Ending::Truncated) => {
+                // Every live frame goes: the stack ends where the copy did.
+                self.stats.live_refused += 1;
+                out.truncate(out_start + sp_.at + 1);
+                self.steps.truncate(sp_.at + 1);
+            }
+            (Some(sp_), Ending::Complete) => {
+                let start = copy_end.saturating_sub(OVERLAP_BYTES).max(sp);
+                self.unconfirmed = Some(Unconfirmed {
+                    read_at: monotonic_ns(),
+                    start,
+                    bytes: usize::try_from(start - sp)
+                        .ok()
+                        .and_then(|o| s.stack.get(o..))
+                        .map_or_else(Vec::new, <[u8]>::to_vec),
+                    copy_frames: sp_.at + 1,
+                    slots: self
+                        .steps
+                        .get(sp_.at + 1..)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|st| (st.sp.wrapping_sub(8), st.ra))
+                        .filter(|&(slot, _)| slot >= copy_end)
+                        .collect(),
+                });
+                match from_chain {
+                    true => self.stats.chain_completed += 1,
+                    false => self.stats.live_completed += 1,
+                }
+                self.chains.store(s.pid, s.tid, &self.steps);
+            }
+            (None, Ending::Complete) if self.chains.has(s.pid, s.tid) => {
+                self.chains.store(s.pid, s.tid, &self.steps);
+            }
+            (None, _) => {}
+        }
+        self.follow.clear();
+        ending
+    }
+}
+
+/// Follows the thread's chain while the live walk matches it; once the walk
+/// is [`NEAR_BYTES`] past the copy and a sample of the chain's farther
+/// return addresses is still in place, appends the rest of the chain and
+/// returns true. The walk that leaves the chain (or fails the check) goes
+/// on without it.
+fn follow_chain(
+    splice: &mut Splice,
+    follow: &[Step],
+    step: Step,
+    copy_end: u64,
+    pid: u32,
+    steps: &mut Vec<Step>,
+    out: &mut Vec<u64>,
+) -> bool {
+    let Some(matched) = splice.matched else {
+        return false;
+    };
+    if follow.get(matched) != Some(&step) {
+        splice.matched = None;
+        return false;
+    }
+    let matched = matched + 1;
+    splice.matched = Some(matched);
+    let Some(rest) = follow.get(matched..) else {
+        return false;
+    };
+    if rest.is_empty()
+        || step.sp < copy_end.saturating_add(NEAR_BYTES)
+        || steps.len() + rest.len() > MAX_USER_FRAMES
+    {
+        return false;
+    }
+    // Return-address slots at doubling distances, and the last one.
+    let mut slots = [0u64; SPARSE_CHECKS];
+    let mut want = [0u64; SPARSE_CHECKS];
+    let mut n = 0;
+    let mut i = 0usize;
+    while i < rest.len() && n < SPARSE_CHECKS - 1 {
+        slots[n] = rest[i].sp.wrapping_sub(8);
+        want[n] = rest[i].ra;
+        n += 1;
+        i = i * 2 + 1;
+    }
+    if let Some(last) = rest.last() {
+        slots[n] = last.sp.wrapping_sub(8);
+        want[n] = last.ra;
+        n += 1;
+    }
+    let mut got = [0u64; SPARSE_CHECKS];
+    if !read_words(pid, &slots[..n], &mut got) || got[..n] != want[..n] {
+        splice.matched = None;
+        return false;
+    }
+    steps.extend_from_slice(rest);
+    out.extend(rest.iter().map(|s| s.ra.wrapping_sub(1)));
+    true
+}
+
+/// The memory the unwinder reads: the copy, then (once the walk goes past
+/// it) the live stack.
+struct Memory<'a> {
+    copy: &'a [u8],
+    sp: u64,
+    copy_end: u64,
+    live: &'a mut LiveStack,
+    live_on: bool,
+    /// The last step wanted a word past the copy before the live stack was on.
+    beyond: bool,
+    /// The last step read the live stack.
+    touched: bool,
+}
+
+impl Memory<'_> {
+    fn read(&mut self, addr: u64) -> Result<u64, ()> {
+        let offset = usize::try_from(addr.checked_sub(self.sp).ok_or(())?).map_err(|_| ())?;
+        if let Some(bytes) = offset
+            .checked_add(8)
+            .and_then(|end| self.copy.get(offset..end))
+        {
+            return Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?));
+        }
+        if addr.saturating_add(8) <= self.copy_end {
+            return Err(());
+        }
+        if !self.live_on {
+            self.beyond = true;
+            return Err(());
+        }
+        self.touched = true;
+        self.live.read_u64(addr)
+    }
+}
