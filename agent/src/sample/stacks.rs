@@ -10,7 +10,9 @@ use super::procs::{self, Mapping, Process};
 use super::record::Sample;
 use crate::aggregate::{ANON, Aggregate, Counts, Frame, MARK_TRUNCATED, SampleKind};
 use crate::metrics::Metrics;
-use crate::unwind::{Ending, Sampled, Space, Unconfirmed, UnwindCache, Verdict, WalkStats, Walker};
+use crate::unwind::{
+    Ending, LargeRule, Sampled, Space, Unconfirmed, UnwindCache, Verdict, WalkStats, Walker,
+};
 
 /// Samples waiting for confirmation, at most; past it a sample's frames
 /// from past its copy are dropped at once.
@@ -308,6 +310,12 @@ impl Space for ProcessSpace<'_> {
         self.modules
             .image(m.module)
             .is_some_and(|image| image.follows_call(offset))
+    }
+
+    fn large_frame(&mut self, addr: u64) -> Option<LargeRule> {
+        let m = self.mapping(addr).filter(|m| m.module != ANON)?;
+        let offset = addr - m.start + m.pgoff;
+        self.modules.image(m.module)?.large_frame_rule(offset)
     }
 
     fn is_entry(&mut self, addr: u64) -> bool {

@@ -13,6 +13,8 @@ use framehop::ExplicitModuleSectionInfo;
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection, ObjectSegment};
 
+use super::large::{LargeFrames, LargeRule};
+
 /// The bytes of an ELF image: a read-only file mapping, or a copy (the vDSO).
 pub enum Backing {
     /// A private read-only mapping of the file.
@@ -74,6 +76,8 @@ pub struct ElfImage {
     /// Virtual address ranges of the functions a thread or process starts
     /// in, sorted: nothing calls them, so a stack that reaches one is whole.
     entries: Vec<Range<u64>>,
+    /// Functions whose frames framehop's rules cannot hold.
+    large: LargeFrames,
     /// The GNU build ID, if the file has one.
     pub build_id: Option<Vec<u8>>,
     /// Size of the DWARF sections, uncompressed.
@@ -148,14 +152,22 @@ impl ElfImage {
                 .as_ref()
                 .and_then(|h| Some((h.svma.start, backing.get(h.file.clone())?))),
         );
+        let eh_frame = section(".eh_frame");
+        let text = svma(".text");
+        let large = eh_frame
+            .as_ref()
+            .and_then(|s| Some((s.svma.start, backing.get(s.file.clone())?)))
+            .map(|(at, bytes)| LargeFrames::scan(bytes, at, text.as_ref().map(|t| t.start)))
+            .unwrap_or_default();
         Some(ElfImage {
-            eh_frame: section(".eh_frame"),
+            eh_frame,
             eh_frame_hdr,
             debug_frame: section(".debug_frame"),
             got: svma(".got"),
-            text: svma(".text"),
+            text,
             segments,
             entries,
+            large,
             build_id,
             debug_bytes,
             backing,
@@ -186,6 +198,19 @@ impl ElfImage {
         i.checked_sub(1)
             .and_then(|i| self.entries.get(i))
             .is_some_and(|r| svma < r.end)
+    }
+
+    /// The rule of the frame at `offset` (a file offset) when its function's
+    /// frame is too large for framehop's rules ([`super::large`]).
+    pub fn large_frame_rule(&self, offset: u64) -> Option<LargeRule> {
+        if self.large.is_empty() {
+            return None;
+        }
+        let eh = self.eh_frame.as_ref()?;
+        let bytes = self.backing.get(eh.file.clone())?;
+        let text = self.text.as_ref().map(|t| t.start);
+        self.large
+            .rule(bytes, eh.svma.start, text, self.offset_to_svma(offset))
     }
 
     /// True when the bytes right before `offset` (a file offset, where a
@@ -488,6 +513,7 @@ mod tests {
             text: None,
             segments,
             entries: Vec::new(),
+            large: LargeFrames::default(),
             build_id: None,
             debug_bytes: 0,
         }

@@ -22,6 +22,8 @@ const PAGE: u64 = 4096;
 const MAX_IOVECS: usize = (MAX_CHUNK / PAGE as usize) + 1;
 /// A read this far past the end of what has been read starts a new window.
 const FAR: u64 = 64 << 10;
+/// How far below the read that starts a window the window starts.
+const WINDOW_SLACK: u64 = 4096;
 /// Windows one walk may read.
 const MAX_WINDOWS: u32 = 4;
 
@@ -85,7 +87,9 @@ impl LiveStack {
         let unreachable = self.ended || addr.saturating_add(8) > self.base + self.max_bytes as u64;
         if addr >= read_to && (addr - read_to >= FAR || unreachable) && self.windows < MAX_WINDOWS {
             self.windows += 1;
-            self.window(self.pid, addr);
+            // From a little below: the frame's saved registers lie under
+            // its return address.
+            self.window(self.pid, addr.saturating_sub(WINDOW_SLACK) & !7);
         }
         let bytes = self.bytes(addr, 8).ok_or(())?;
         Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
@@ -239,6 +243,7 @@ mod tests {
         live.start(std::process::id(), a);
         assert_eq!(live.read_u64(a), Ok(0x0101_0101_0101_0101));
         assert_eq!(live.read_u64(b), Ok(0x0202_0202_0202_0202));
+        assert_eq!(live.read_u64(b - 64), Ok(0x0202_0202_0202_0202));
         assert!(
             live.bytes_read < (1 << 20),
             "read {} bytes",

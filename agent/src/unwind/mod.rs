@@ -7,6 +7,7 @@
 //! - `live`: the thread's stack read from its process (`process_vm_readv`).
 //! - `confirm`: frames from past the copy wait for a later sample of the
 //!   thread to confirm them.
+//! - `large`: the rules of frames too large for framehop's, from gimli.
 //! - `chains`: per thread, the frames of its last complete unwind, which a
 //!   later sample whose copy ends inside them may reuse once they are
 //!   checked against the live stack.
@@ -21,6 +22,7 @@
 mod chains;
 mod confirm;
 pub mod elf;
+mod large;
 mod live;
 pub mod walk;
 
@@ -29,6 +31,7 @@ use framehop::x86_64::{CacheX86_64, UnwinderX86_64};
 
 pub use confirm::{Unconfirmed, Verdict, monotonic_ns};
 pub use elf::{Backing, ElfImage, SectionBytes, read_own_vdso};
+pub use large::LargeRule;
 pub use walk::{Ending, Sampled, Space, WalkStats, Walker};
 
 /// framehop's unwinder for one process.

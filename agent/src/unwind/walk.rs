@@ -31,6 +31,7 @@ use framehop::{FrameAddress, Unwinder as _};
 
 use super::chains::{Chains, Step};
 use super::confirm::{OVERLAP_BYTES, Unconfirmed, monotonic_ns};
+use super::large::LargeRule;
 use super::live::{LiveStack, read_words};
 use super::{MAX_USER_FRAMES, USER_REGS_COUNT, UnwindCache, Unwinder};
 
@@ -71,6 +72,9 @@ pub trait Space {
     /// True when the code at lookup address `addr` belongs to a function a
     /// thread or process starts in.
     fn is_entry(&mut self, addr: u64) -> bool;
+    /// The rule of the frame at lookup address `addr` when framehop's
+    /// rules cannot hold it ([`super::large`]).
+    fn large_frame(&mut self, addr: u64) -> Option<LargeRule>;
 }
 
 /// Counters of the walks that went past their copy.
@@ -208,7 +212,12 @@ impl Walker {
             let saved = regs;
             mem.beyond = false;
             mem.touched = false;
-            let result = unwinder.unwind_frame(addr, &mut regs, cache, &mut |a| mem.read(a));
+            let result = match space.large_frame(addr.address_for_lookup()) {
+                Some(rule) => large_step(rule, &mut regs, &mut |a| mem.read(a)),
+                None => unwinder
+                    .unwind_frame(addr, &mut regs, cache, &mut |a| mem.read(a))
+                    .map_err(|_| ()),
+            };
             match result {
                 Ok(Some(ra)) => {
                     let Some(next) = FrameAddress::from_return_address(ra) else {
@@ -379,6 +388,32 @@ fn follow_chain(
     steps.extend_from_slice(rest);
     out.extend(rest.iter().map(|s| s.ra.wrapping_sub(1)));
     true
+}
+
+/// One step through a frame framehop cannot hold: the CFA from SP or BP,
+/// the return address right below it, BP restored where it was saved.
+fn large_step(
+    rule: LargeRule,
+    regs: &mut UnwindRegsX86_64,
+    read: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Result<Option<u64>, ()> {
+    let base = if rule.from_bp { regs.bp() } else { regs.sp() };
+    let cfa = base.checked_add_signed(rule.offset).ok_or(())?;
+    let ra = read(cfa.checked_sub(8).ok_or(())?)?;
+    let bp = match rule.bp_at {
+        Some(at) => read(cfa.checked_add_signed(at).ok_or(())?)?,
+        None => regs.bp(),
+    };
+    if ra == 0 {
+        return Ok(None);
+    }
+    if cfa <= regs.sp() {
+        return Err(());
+    }
+    regs.set_sp(cfa);
+    regs.set_bp(bp);
+    regs.set_ip(ra);
+    Ok(Some(ra))
 }
 
 /// The memory the unwinder reads: the copy, then (once the walk goes past

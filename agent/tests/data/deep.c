@@ -19,6 +19,12 @@
  *   outward in, fw_step_X at level 0, 1, 2, ... exactly as pattern(P, L)
  *   for one P; the test computes pattern() the same way.
  *
+ * Usage: deep huge SECONDS
+ *   Two threads each call fw_huge, whose frame holds 600 KiB of locals
+ *   (larger than the 512 KiB a frame rule of the agent's unwinding library
+ *   can hold), which recurses HUGE_DEPTH (20) levels through fw_deep, then
+ *   spins in fw_deep_leaf until SECONDS have passed.
+ *
  * At exit it prints the number of rounds each thread ran.
  */
 #define _GNU_SOURCE
@@ -33,10 +39,12 @@
 #define PATTERNS 7
 #define MIN_DEPTH 200
 #define MAX_DEPTH 2000
+#define HUGE_BYTES (600 << 10)
+#define HUGE_DEPTH 20
 
 static volatile uint64_t sink;
 static double deadline;
-static int changing;
+static int changing, huge;
 
 static double now(clockid_t id) {
     struct timespec ts;
@@ -68,6 +76,16 @@ __attribute__((noinline, noipa)) uint64_t fw_deep(int n) {
     uint64_t r = n > 1 ? fw_deep(n - 1) : fw_deep_leaf();
     /* Work after the call: the recursion is not a tail call. */
     return r + (uint64_t)pad[0] + (uint64_t)pad[sizeof pad - 1];
+}
+
+/* ---- one huge frame ------------------------------------------------- */
+
+__attribute__((noinline, noipa)) uint64_t fw_huge(void) {
+    volatile char pad[HUGE_BYTES];
+    pad[0] = 1;
+    pad[HUGE_BYTES - 1] = 2;
+    uint64_t r = fw_deep(HUGE_DEPTH);
+    return r + (uint64_t)pad[0] + (uint64_t)pad[HUGE_BYTES - 1];
 }
 
 /* ---- changing depth ------------------------------------------------- */
@@ -126,6 +144,11 @@ __attribute__((noinline, noipa)) uint64_t fw_round(unsigned p, unsigned depth) {
 
 __attribute__((noinline, noipa)) void *fw_deep_thread(void *arg) {
     uint64_t *rounds = arg;
+    if (huge) {
+        sink += fw_huge();
+        *rounds = 1;
+        return NULL;
+    }
     if (!changing) {
         sink += fw_deep(DEPTH);
         *rounds = 1;
@@ -143,11 +166,13 @@ __attribute__((noinline, noipa)) void *fw_deep_thread(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 || (strcmp(argv[1], "fixed") && strcmp(argv[1], "changing"))) {
-        fprintf(stderr, "usage: deep fixed|changing SECONDS\n");
+    if (argc != 3 || (strcmp(argv[1], "fixed") && strcmp(argv[1], "changing") &&
+                      strcmp(argv[1], "huge"))) {
+        fprintf(stderr, "usage: deep fixed|changing|huge SECONDS\n");
         return 2;
     }
     changing = !strcmp(argv[1], "changing");
+    huge = !strcmp(argv[1], "huge");
     deadline = now(CLOCK_MONOTONIC) + atof(argv[2]);
     pthread_attr_t attr;
     pthread_attr_init(&attr);

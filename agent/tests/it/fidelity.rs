@@ -95,6 +95,27 @@ fn two_thousand_frames_deep_stacks_are_complete_to_start_thread() {
     assert!(share >= 99.0, "{share:.1} % complete");
 }
 
+#[test]
+fn a_frame_too_large_for_framehop_unwinds_to_start_thread() {
+    let w = Running::start(Command::new(c_deep_workload()).args(["huge", "13"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let all = profile_pid(w.pid(), 11);
+    let _ = w.output();
+    let (mut leaf, mut complete) = (0i64, 0i64);
+    for s in all.iter().filter(|s| s.has("fw_deep_leaf")) {
+        leaf += s.samples;
+        if s.has("fw_huge") && s.has("start_thread") && !s.has(TRUNCATED) {
+            complete += s.samples;
+        }
+    }
+    let share = complete as f64 * 100.0 / leaf.max(1) as f64;
+    println!(
+        "deep huge: {complete} of {leaf} leaf samples unwind through the 600 KiB frame ({share:.1} %)"
+    );
+    assert!(leaf >= 300, "only {leaf} leaf samples");
+    assert!(share >= 99.0, "{share:.1} % complete");
+}
+
 /// `pattern()` of deep.c: which step function runs at `level` in a round
 /// of pattern `p` (0, 1, 2 for fw_step_a, _b, _c).
 fn pattern(p: u32, level: u32) -> u32 {
