@@ -211,6 +211,7 @@ fn process_loop(
     recycle: &SyncSender<Aggregate>,
 ) -> Option<Shipper> {
     let mut symbolizer = Symbolizer::new(1 << 20, config.max_debug_info_bytes);
+    symbolizer.drop_file_pages = !config.shares_process;
     let mut cpu = CpuCheck::new(config.cpu_budget_percent);
     let protocol = if config.pyroscope {
         Protocol::Pyroscope
@@ -246,6 +247,11 @@ fn process_loop(
         let t3 = thread_cpu_time();
         let _ = recycle.try_send(window.agg);
         let cpu_percent = cpu.check();
+        if !config.shares_process {
+            // The files symbolization and unwinding read stay mapped, their
+            // pages need not stay resident (see `filepages`).
+            crate::filepages::drop_read_only_file_pages();
+        }
         let mut rss = own_rss_bytes().unwrap_or(0);
         if config.shares_process {
             symbolizer.evict_idle_files();

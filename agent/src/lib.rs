@@ -25,6 +25,7 @@ pub mod aggregate;
 pub mod config;
 pub mod embed;
 mod error;
+mod filepages;
 pub mod labels;
 pub mod metrics;
 pub mod pprof;

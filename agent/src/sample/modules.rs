@@ -34,6 +34,14 @@ pub struct ModuleInfo {
 }
 
 impl ModuleInfo {
+    /// The file's size in bytes (0 when unknown).
+    pub fn file_len(&self) -> u64 {
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len())
+    }
+
     /// A path through which the file can be read now: the original path if
     /// it still names the same file, else our open descriptor.
     pub fn readable_path(&self) -> Option<PathBuf> {

@@ -78,7 +78,14 @@ pub struct Symbolizer {
     // Files blazesym parsed, with the last window that needed them.
     files: HashMap<PathBuf, u64>,
     window: u64,
+    /// Hand back the pages of big files right after symbolizing them (not
+    /// in a process the agent shares: its mappings are not the agent's).
+    pub drop_file_pages: bool,
 }
+
+/// A file at least this large has its pages dropped right after it is
+/// symbolized, when [`Symbolizer::drop_file_pages`] is set.
+const BIG_FILE: u64 = 32 << 20;
 
 /// Windows after which a file no new frame needed is dropped from
 /// blazesym's cache (its frames stay named in ours).
@@ -106,6 +113,7 @@ impl Symbolizer {
             max_debug_bytes,
             files: HashMap::new(),
             window: 0,
+            drop_file_pages: false,
         }
     }
 
@@ -180,6 +188,13 @@ impl Symbolizer {
                         .collect(),
                 },
             };
+            if self.drop_file_pages
+                && let Some(info) = w.modules.get(&module)
+                && info.file_len() > BIG_FILE
+            {
+                // Symbolizing touched much of a big file: see `filepages`.
+                crate::filepages::drop_read_only_file_pages();
+            }
             let cpu = crate::metrics::thread_cpu_time().saturating_sub(t0);
             tracing::debug!(
                 module = module_name(w, module),

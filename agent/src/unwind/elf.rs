@@ -159,6 +159,13 @@ impl ElfImage {
             .and_then(|s| Some((s.svma.start, backing.get(s.file.clone())?)))
             .map(|(at, bytes)| LargeFrames::scan(bytes, at, text.as_ref().map(|t| t.start)))
             .unwrap_or_default();
+        if let Backing::Map(map) = &*backing {
+            // Parsing read the symbol table and the scan all of `.eh_frame`;
+            // the walks need few of those pages again.
+            // SAFETY: the mapping is read-only: dropping its pages loses
+            // nothing, they are read back from the file when needed.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
         Some(ElfImage {
             eh_frame,
             eh_frame_hdr,

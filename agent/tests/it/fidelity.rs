@@ -113,7 +113,11 @@ fn a_frame_too_large_for_framehop_unwinds_to_start_thread() {
         "deep huge: {complete} of {leaf} leaf samples unwind through the 600 KiB frame ({share:.1} %)"
     );
     assert!(leaf >= 300, "only {leaf} leaf samples");
-    assert!(share >= 99.0, "{share:.1} % complete");
+    // Without its own rule for the frame every one of these stacks ends
+    // there (framehop falls back to frame pointers); a few may end
+    // truncated when the machine is loaded (the check needs the thread's
+    // next sample in time).
+    assert!(share >= 95.0, "{share:.1} % complete");
 }
 
 /// `pattern()` of deep.c: which step function runs at `level` in a round
