@@ -72,6 +72,7 @@ complete_share() {
 # Agent on rustc only, during one clean build; prints the share.
 agent_build() {
     rm -rf "$work/dump"
+    : >"$work/agent.log"
     "$agent" --no-ship --dump-dir "$work/dump" --exe rustc --upload-interval 5s "$@" 2>"$work/agent.log" &
     local apid=$!
     pids+=("$apid")
@@ -107,6 +108,7 @@ cost_round() {
     local bpid=$!
     pids+=("$bpid")
     sleep 2
+    : >"$work/cost.log"
     "$agent" --no-ship --dump-dir "$work/dump2" --upload-interval 10s --duration "${secs}s" "$@" 2>"$work/cost.log" &
     local apid=$!
     wait_log "$work/cost.log" "window shipped" "$apid"
