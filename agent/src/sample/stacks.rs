@@ -52,6 +52,9 @@ pub(super) struct Unwinding {
     last: Option<(Unconfirmed, usize)>,
     waiting: HashMap<u32, Vec<Waiting>>,
     waiting_count: usize,
+    /// Per (pid, return address) in JIT code: whether it returns into
+    /// CPython's perf trampoline (read once from the process).
+    trampolines: HashMap<(u32, u64), bool>,
 }
 
 impl Unwinding {
@@ -64,6 +67,7 @@ impl Unwinding {
             last: None,
             waiting: HashMap::new(),
             waiting_count: 0,
+            trampolines: HashMap::new(),
         }
     }
 
@@ -258,7 +262,12 @@ impl Unwinding {
             regs: s.regs,
             stack: s.stack,
         };
-        let mut space = ProcessSpace { mappings, modules };
+        let mut space = ProcessSpace {
+            pid: s.pid,
+            mappings,
+            modules,
+            trampolines: &mut self.trampolines,
+        };
         self.addrs.clear();
         let user_start = frames.len();
         let ending = self.walker.walk(
@@ -282,9 +291,18 @@ impl Unwinding {
 
 /// A process's mappings and the files behind them, as the walk sees them.
 struct ProcessSpace<'a> {
+    pid: u32,
     mappings: &'a [Mapping],
     modules: &'a mut Modules,
+    trampolines: &'a mut HashMap<(u32, u64), bool>,
 }
+
+/// Return addresses in JIT code checked for CPython's trampoline, at most.
+const MAX_TRAMPOLINE_CHECKS: usize = 1 << 16;
+/// CPython's perf trampoline around the return address of its call:
+/// `sub $8,%rsp; call *%rcx` before, `add $8,%rsp; ret` after.
+const TRAMPOLINE_BEFORE: [u8; 6] = [0x48, 0x83, 0xec, 0x08, 0xff, 0xd1];
+const TRAMPOLINE_AFTER: [u8; 5] = [0x48, 0x83, 0xc4, 0x08, 0xc3];
 
 impl ProcessSpace<'_> {
     fn mapping(&self, addr: u64) -> Option<Mapping> {
@@ -310,6 +328,27 @@ impl Space for ProcessSpace<'_> {
         self.modules
             .image(m.module)
             .is_some_and(|image| image.follows_call(offset))
+    }
+
+    fn is_python_trampoline(&mut self, ra: u64) -> bool {
+        if self
+            .mapping(ra.wrapping_sub(1))
+            .is_none_or(|m| m.module != ANON)
+        {
+            return false;
+        }
+        if let Some(&known) = self.trampolines.get(&(self.pid, ra)) {
+            return known;
+        }
+        let mut code = [0u8; 11];
+        let found = crate::unwind::read_code(self.pid, ra.wrapping_sub(6), &mut code)
+            && code[..6] == TRAMPOLINE_BEFORE
+            && code[6..] == TRAMPOLINE_AFTER;
+        if self.trampolines.len() >= MAX_TRAMPOLINE_CHECKS {
+            self.trampolines.clear();
+        }
+        self.trampolines.insert((self.pid, ra), found);
+        found
     }
 
     fn large_frame(&mut self, addr: u64) -> Option<LargeRule> {

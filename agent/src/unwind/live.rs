@@ -166,6 +166,23 @@ pub(super) fn read_process(
     usize::try_from(n).unwrap_or(0).min(len)
 }
 
+/// Reads `out.len()` bytes of process `pid` at `addr` (code, a few bytes);
+/// false unless all were read.
+pub fn read_code(pid: u32, addr: u64, out: &mut [u8]) -> bool {
+    let mut buf = [std::mem::MaybeUninit::new(0u8); 64];
+    let Some(local) = buf.get_mut(..out.len()) else {
+        return false;
+    };
+    if read_process(pid, addr, local) != out.len() {
+        return false;
+    }
+    for (o, b) in out.iter_mut().zip(local.iter()) {
+        // SAFETY: every byte was initialized (to 0, then by the read).
+        *o = unsafe { b.assume_init() };
+    }
+    true
+}
+
 /// Reads one 8-byte word of each address in `slots` from process `pid`
 /// into `out`, in one call; false unless every word was read.
 pub(super) fn read_words(pid: u32, slots: &[u64], out: &mut [u64]) -> bool {

@@ -75,6 +75,11 @@ pub trait Space {
     /// The rule of the frame at lookup address `addr` when framehop's
     /// rules cannot hold it ([`super::large`]).
     fn large_frame(&mut self, addr: u64) -> Option<LargeRule>;
+    /// True when `ra` returns into a copy of CPython's perf trampoline
+    /// (`sub $8,%rsp; call *%rcx; add $8,%rsp; ret`, Python 3.12+ with
+    /// `-X perf`): JIT code with no unwind information and no frame
+    /// pointer of its own.
+    fn is_python_trampoline(&mut self, ra: u64) -> bool;
 }
 
 /// Counters of the walks that went past their copy.
@@ -212,11 +217,15 @@ impl Walker {
             let saved = regs;
             mem.beyond = false;
             mem.touched = false;
-            let result = match space.large_frame(addr.address_for_lookup()) {
-                Some(rule) => large_step(rule, &mut regs, &mut |a| mem.read(a)),
-                None => unwinder
-                    .unwind_frame(addr, &mut regs, cache, &mut |a| mem.read(a))
-                    .map_err(|_| ()),
+            let result = if addr.is_return_address() && space.is_python_trampoline(addr.address()) {
+                trampoline_step(&mut regs, &mut |a| mem.read(a))
+            } else {
+                match space.large_frame(addr.address_for_lookup()) {
+                    Some(rule) => large_step(rule, &mut regs, &mut |a| mem.read(a)),
+                    None => unwinder
+                        .unwind_frame(addr, &mut regs, cache, &mut |a| mem.read(a))
+                        .map_err(|_| ()),
+                }
             };
             match result {
                 Ok(Some(ra)) => {
@@ -412,6 +421,22 @@ fn large_step(
     }
     regs.set_sp(cfa);
     regs.set_bp(bp);
+    regs.set_ip(ra);
+    Ok(Some(ra))
+}
+
+/// One step through CPython's perf trampoline, stopped in its call: the
+/// return address above the 8 bytes it subtracted.
+fn trampoline_step(
+    regs: &mut UnwindRegsX86_64,
+    read: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Result<Option<u64>, ()> {
+    let sp = regs.sp();
+    let ra = read(sp.checked_add(8).ok_or(())?)?;
+    if ra == 0 {
+        return Ok(None);
+    }
+    regs.set_sp(sp.checked_add(16).ok_or(())?);
     regs.set_ip(ra);
     Ok(Some(ra))
 }

@@ -320,9 +320,28 @@ fn python_functions_are_named_through_the_perf_trampoline() {
     let _ = w.output();
     let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
     let (hot, cold) = split_containing(&all, "py::hot_loop:", "py::cold_loop:");
-    println!("python -X perf: hot_loop {hot:.1} % / cold_loop {cold:.1} %");
+    let python: Vec<_> = all
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| f.name.starts_with("py::")))
+        .collect();
+    let total: i64 = python.iter().map(|s| s.samples).sum();
+    // Through the trampolines (no unwind information, no frame pointer)
+    // to the process's entry.
+    let whole: i64 = python
+        .iter()
+        .filter(|s| s.has("_start") && !s.has(TRUNCATED))
+        .map(|s| s.samples)
+        .sum();
+    let complete = whole as f64 * 100.0 / total.max(1) as f64;
+    println!(
+        "python -X perf: hot_loop {hot:.1} % / cold_loop {cold:.1} %, {complete:.1} % of {total} stacks reach _start"
+    );
     assert!(
         hot > 50.0 && cold > 5.0,
         "hot_loop {hot:.1} %, cold_loop {cold:.1} %"
+    );
+    assert!(
+        complete >= 99.0,
+        "{complete:.1} % of Python stacks complete"
     );
 }
