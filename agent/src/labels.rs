@@ -142,6 +142,11 @@ impl Labeler {
             .map(|r| r.service_name.clone())
             .or_else(|| info.systemd_unit.clone())
             .or_else(|| meta.name.clone())
+            .or_else(|| {
+                let cmdline = read_capped(&proc_dir.join("cmdline"))?;
+                let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+                python_program(&exe, args.get(1..)?)
+            })
             .unwrap_or_else(|| exe.clone());
         let mut meta = meta;
         if info.container_id.is_none() {
@@ -245,6 +250,48 @@ impl Labeler {
 
 fn json_str(v: &serde_json::Value) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// For a Python interpreter (`python`, `python3`, `python3.11`, ...), what
+/// it runs, from its arguments: the top-level package of `-m MODULE`
+/// (`gunicorn` for `-m gunicorn.app.wsgiapp`), else the script's file name
+/// without `.py` (`app` for `app.py`); `None` for `-c`, a bare REPL or
+/// another executable.
+pub fn python_program(exe: &str, args: &[&str]) -> Option<String> {
+    let version = exe.strip_prefix("python")?;
+    if !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let mut args = args.iter();
+    while let Some(&arg) = args.next() {
+        match arg {
+            "-m" => {
+                return args
+                    .next()
+                    .and_then(|m| m.split('.').next())
+                    .map(str::to_owned);
+            }
+            "-c" | "-" => return None,
+            // Options that take the next argument.
+            "-X" | "-W" | "-Q" => {
+                args.next();
+            }
+            _ if arg.starts_with("-m") && arg.len() > 2 => {
+                return arg[2..].split('.').next().map(str::to_owned);
+            }
+            _ if arg.starts_with("-c") => return None,
+            _ if arg.starts_with('-') => {}
+            script => {
+                let name = Path::new(script)
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned();
+                let stem = name.strip_suffix(".py").unwrap_or(&name);
+                return (!stem.is_empty()).then(|| stem.to_owned());
+            }
+        }
+    }
+    None
 }
 
 fn read_capped(path: &Path) -> Option<String> {
@@ -459,6 +506,33 @@ mod tests {
         );
         assert!(!d.wanted);
         assert_eq!(l.wanted_by_pid(1), None);
+    }
+
+    #[test]
+    fn python_processes_are_named_for_what_they_run() {
+        let p = |exe: &str, args: &[&str]| python_program(exe, args);
+        assert_eq!(p("python3.11", &["app.py"]).as_deref(), Some("app"));
+        assert_eq!(
+            p("python3", &["-u", "/srv/api/server.py", "--port", "80"]).as_deref(),
+            Some("server")
+        );
+        assert_eq!(
+            p("python3", &["-m", "gunicorn", "app:wsgi"]).as_deref(),
+            Some("gunicorn")
+        );
+        assert_eq!(
+            p("python3", &["-X", "perf", "-m", "uvicorn.main"]).as_deref(),
+            Some("uvicorn")
+        );
+        assert_eq!(p("python", &["-mhttp.server"]).as_deref(), Some("http"));
+        assert_eq!(
+            p("python3", &["-W", "ignore", "job.py"]).as_deref(),
+            Some("job")
+        );
+        assert_eq!(p("python3", &["-c", "print(1)"]), None);
+        assert_eq!(p("python3", &[]), None);
+        assert_eq!(p("python3-config", &["x.py"]), None);
+        assert_eq!(p("node", &["app.js"]), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod alloc;
 mod alloc_stacks;
 mod cli;
 mod fidelity;
+mod labels;
 mod perf;
 mod receiver;
 mod sampling;
