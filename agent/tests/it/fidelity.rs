@@ -21,14 +21,18 @@ fn profile_pid(pid: u32, seconds: u32) -> Vec<Stack> {
         .arg(format!("{seconds}s"))
         .args(["--pid", &pid.to_string(), "--dump-dir"])
         .arg(&dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .output()
         .expect("run the agent");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // The agent's counters, for a failure to be read from the test's output.
+    if let Some(last) = log.lines().rev().find(|l| l.contains("window shipped")) {
+        println!(
+            "agent: {}",
+            last.split_once("samples=").map_or(last, |(_, r)| r)
+        );
+    }
     let mut all = Vec::new();
     for f in std::fs::read_dir(&dir).expect("dump directory").flatten() {
         let p = decode_pprof(&std::fs::read(f.path()).expect("read dump"));
@@ -74,10 +78,12 @@ fn names(s: &Stack) -> impl Iterator<Item = &str> {
 
 #[test]
 fn two_thousand_frames_deep_stacks_are_complete_to_start_thread() {
-    let w = Running::start(Command::new(c_deep_workload()).args(["fixed", "12"]));
-    // Past the recursion, into the leaf.
+    let w = Running::start(Command::new(c_deep_workload()).args(["fixed", "23"]));
+    // Past the recursion, into the leaf. The run is long enough that the
+    // samples still waiting for their thread's next one when the agent
+    // stops (a drain's worth, given up) stay well under a percent.
     std::thread::sleep(Duration::from_millis(500));
-    let all = profile_pid(w.pid(), 10);
+    let all = profile_pid(w.pid(), 20);
     let _ = w.output();
     let (mut leaf, mut complete) = (0i64, 0i64);
     for s in all.iter().filter(|s| s.has("fw_deep_leaf")) {
