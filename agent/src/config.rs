@@ -65,7 +65,7 @@ pub struct Config {
     /// (default true; see the agent's README for what guarantees each frame).
     pub deep_stacks: bool,
     /// Bytes of a thread's live stack read past the copy for one sample, at
-    /// most (default 8 MiB).
+    /// most, per stack segment (a walk follows up to four; default 8 MiB).
     pub max_stack_bytes: usize,
     /// Ring buffer per CPU in bytes (a power of two); 0 sizes it from frequency,
     /// stack size and number of CPUs.
