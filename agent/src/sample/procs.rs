@@ -89,10 +89,7 @@ impl Process {
 
     /// The executable mapping holding `addr`, if any.
     pub fn mapping(&self, addr: u64) -> Option<&Mapping> {
-        let i = self.mappings.partition_point(|m| m.start <= addr);
-        i.checked_sub(1)
-            .and_then(|i| self.mappings.get(i))
-            .filter(|m| addr < m.end)
+        mapping_at(&self.mappings, addr)
     }
 
     /// The frame for a lookup address: module and file offset, or [`ANON`]
@@ -172,6 +169,14 @@ fn parse_maps_line(line: &str, pid: u32, modules: &mut Modules) -> Option<Mappin
         pgoff,
         module,
     })
+}
+
+/// The mapping of `mappings` (sorted by start) holding `addr`, if any.
+pub fn mapping_at(mappings: &[Mapping], addr: u64) -> Option<&Mapping> {
+    let i = mappings.partition_point(|m| m.start <= addr);
+    i.checked_sub(1)
+        .and_then(|i| mappings.get(i))
+        .filter(|m| addr < m.end)
 }
 
 /// True for executable memory no ELF file backs: JIT compilers' code

@@ -115,6 +115,10 @@ impl Unwinding {
     /// Judges the waiting samples of `s`'s thread taken before the live
     /// reads `s` came after.
     fn settle(&mut self, agg: &mut Aggregate, s: &Sample<'_>, metrics: &Metrics) {
+        // Most samples: nothing waits, no lookup.
+        if self.waiting_count == 0 {
+            return;
+        }
         let Some(mut list) = self.waiting.remove(&s.tid) else {
             return;
         };
@@ -306,11 +310,7 @@ const TRAMPOLINE_AFTER: [u8; 5] = [0x48, 0x83, 0xc4, 0x08, 0xc3];
 
 impl ProcessSpace<'_> {
     fn mapping(&self, addr: u64) -> Option<Mapping> {
-        let i = self.mappings.partition_point(|m| m.start <= addr);
-        i.checked_sub(1)
-            .and_then(|i| self.mappings.get(i))
-            .filter(|m| addr < m.end)
-            .copied()
+        procs::mapping_at(self.mappings, addr).copied()
     }
 }
 
@@ -341,7 +341,7 @@ impl Space for ProcessSpace<'_> {
             return known;
         }
         let mut code = [0u8; 11];
-        let found = crate::unwind::read_code(self.pid, ra.wrapping_sub(6), &mut code)
+        let found = crate::unwind::read_exact(self.pid, ra.wrapping_sub(6), &mut code)
             && code[..6] == TRAMPOLINE_BEFORE
             && code[6..] == TRAMPOLINE_AFTER;
         if self.trampolines.len() >= MAX_TRAMPOLINE_CHECKS {

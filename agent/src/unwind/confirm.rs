@@ -20,7 +20,7 @@
 //! [`OVERLAP_BYTES`]: return addresses, saved registers and locals of
 //! several frames) and comes back writes them differently.
 
-use super::live::{read_process, read_words};
+use super::live::{read_exact, read_words};
 
 /// Bytes at the end of a copy compared with the live stack when the walk
 /// goes past it, and again when a later sample confirms the walk.
@@ -72,15 +72,8 @@ impl Unconfirmed {
         {
             Some(copied) => copied == self.bytes.as_slice(),
             None => {
-                let mut now = vec![std::mem::MaybeUninit::new(0u8); self.bytes.len()];
-                let n = read_process(pid, self.start, &mut now);
-                // SAFETY: `read_process` initialized the first `n` bytes,
-                // and the buffer started initialized anyway.
-                n == self.bytes.len()
-                    && now
-                        .iter()
-                        .zip(&self.bytes)
-                        .all(|(a, b)| unsafe { a.assume_init() } == *b)
+                let mut now = vec![0u8; self.bytes.len()];
+                read_exact(pid, self.start, &mut now) && now == self.bytes
             }
         };
         match same && self.slots_unchanged(pid) {

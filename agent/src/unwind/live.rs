@@ -166,21 +166,18 @@ pub(super) fn read_process(
     usize::try_from(n).unwrap_or(0).min(len)
 }
 
-/// Reads `out.len()` bytes of process `pid` at `addr` (code, a few bytes);
-/// false unless all were read.
-pub fn read_code(pid: u32, addr: u64, out: &mut [u8]) -> bool {
-    let mut buf = [std::mem::MaybeUninit::new(0u8); 64];
-    let Some(local) = buf.get_mut(..out.len()) else {
-        return false;
+/// Reads `out.len()` bytes of process `pid` at `addr` (at most one
+/// largest chunk); false unless all were read.
+pub fn read_exact(pid: u32, addr: u64, out: &mut [u8]) -> bool {
+    // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and the
+    // kernel only writes initialized bytes into the buffer.
+    let local = unsafe {
+        std::slice::from_raw_parts_mut(
+            out.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+            out.len(),
+        )
     };
-    if read_process(pid, addr, local) != out.len() {
-        return false;
-    }
-    for (o, b) in out.iter_mut().zip(local.iter()) {
-        // SAFETY: every byte was initialized (to 0, then by the read).
-        *o = unsafe { b.assume_init() };
-    }
-    true
+    read_process(pid, addr, local) == out.len()
 }
 
 /// Reads one 8-byte word of each address in `slots` from process `pid`

@@ -32,7 +32,7 @@ use framehop::x86_64::{CacheX86_64, UnwinderX86_64};
 pub use confirm::{Unconfirmed, Verdict, monotonic_ns};
 pub use elf::{Backing, ElfImage, SectionBytes, read_own_vdso};
 pub use large::LargeRule;
-pub use live::read_code;
+pub use live::read_exact;
 pub use walk::{Ending, Sampled, Space, WalkStats, Walker};
 
 /// framehop's unwinder for one process.

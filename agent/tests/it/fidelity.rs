@@ -218,6 +218,16 @@ fn find_program(name: &str, version_prefix: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is needed (under pyenv's versions or on the PATH)"))
 }
 
+/// Waits until process `pid` has written its perf map (once its JIT has
+/// compiled something).
+fn wait_for_perf_map(pid: u32, who: &str) {
+    let path = format!("/tmp/perf-{pid}.map");
+    assert!(
+        wait_until(Duration::from_secs(20), || Path::new(&path).exists()),
+        "{who} wrote no perf map"
+    );
+}
+
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
@@ -256,14 +266,7 @@ fn node_case(flags: &[&str]) {
             .arg("8"),
     );
     let pid = w.pid();
-    // The perf map appears once V8 has compiled something.
-    assert!(
-        wait_until(Duration::from_secs(20), || Path::new(&format!(
-            "/tmp/perf-{pid}.map"
-        ))
-        .exists()),
-        "node wrote no perf map"
-    );
+    wait_for_perf_map(pid, "node");
     let all = profile_pid(pid, 6);
     let measured = w.output();
     let hot_measured = measured
@@ -315,13 +318,7 @@ fn python_functions_are_named_through_the_perf_trampoline() {
             .arg("6"),
     );
     let pid = w.pid();
-    assert!(
-        wait_until(Duration::from_secs(20), || Path::new(&format!(
-            "/tmp/perf-{pid}.map"
-        ))
-        .exists()),
-        "python wrote no perf map"
-    );
+    wait_for_perf_map(pid, "python");
     let all = profile_pid(pid, 4);
     let _ = w.output();
     let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));

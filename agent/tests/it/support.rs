@@ -45,51 +45,37 @@ fn build_once(name: &str, source: &str, build: impl FnOnce(&Path, &Path) -> Comm
     out
 }
 
+/// A C program built as every C workload is: `gcc -O2
+/// -fomit-frame-pointer -g -pthread`.
+fn build_c(name: &str, source: &str) -> PathBuf {
+    build_once(name, source, |src, out| {
+        let mut c = Command::new("gcc");
+        c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
+            .arg(src)
+            .arg("-o")
+            .arg(out);
+        c
+    })
+}
+
 /// The C workload: `-O2 -fomit-frame-pointer`, two threads, 75/25 split.
 pub fn c_workload() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        build_once("c-workload", C_SOURCE, |src, out| {
-            let mut c = Command::new("gcc");
-            c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
-                .arg(src)
-                .arg("-o")
-                .arg(out);
-            c
-        })
-    })
+    PATH.get_or_init(|| build_c("c-workload", C_SOURCE))
 }
 
 /// The C allocation workload: `-O2 -fomit-frame-pointer`, two functions
 /// allocating about 70% / 30% of the bytes.
 pub fn c_alloc_workload() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        build_once("c-alloc", C_ALLOC_SOURCE, |src, out| {
-            let mut c = Command::new("gcc");
-            c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
-                .arg(src)
-                .arg("-o")
-                .arg(out);
-            c
-        })
-    })
+    PATH.get_or_init(|| build_c("c-alloc", C_ALLOC_SOURCE))
 }
 
 /// The deep-stack workload (`deep.c`): `-O2 -fomit-frame-pointer`, 2,000
 /// frames of about 400 bytes, or outer frames that change every round.
 pub fn c_deep_workload() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        build_once("c-deep", C_DEEP_SOURCE, |src, out| {
-            let mut c = Command::new("gcc");
-            c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread"])
-                .arg(src)
-                .arg("-o")
-                .arg(out);
-            c
-        })
-    })
+    PATH.get_or_init(|| build_c("c-deep", C_DEEP_SOURCE))
 }
 
 /// The Rust workload: release, no frame pointers, line tables.
