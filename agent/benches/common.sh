@@ -50,3 +50,21 @@ wait_log() {
     exec {tick}>&-
     rm -f "$work/tick.$$"
 }
+# agent_cpu SECONDS LOG [AGENT ARGS]: runs the agent on every process for
+# SECONDS (>= 20), logging to LOG, and prints its CPU in % of one core from
+# its first window (10 s) to two seconds before its end.
+agent_cpu() {
+    local secs=$1 log=$2
+    shift 2
+    : >"$log"
+    "$agent" --no-ship --dump-dir "$work/cpu-dump" --upload-interval 10s --duration "${secs}s" "$@" 2>"$log" &
+    local apid=$!
+    wait_log "$log" "window shipped" "$apid"
+    local c0 t0 c1 t1
+    c0=$(cpu_ns_s "$apid"); t0=${EPOCHREALTIME/,/.}
+    sleep $((secs - 12))
+    c1=$(cpu_ns_s "$apid"); t1=${EPOCHREALTIME/,/.}
+    wait "$apid"
+    rm -rf "$work/cpu-dump"
+    calc "%.3f" "($c1 - $c0) / ($t1 - $t0) * 100"
+}

@@ -108,19 +108,11 @@ cost_round() {
     local bpid=$!
     pids+=("$bpid")
     sleep 2
-    : >"$work/cost.log"
-    "$agent" --no-ship --dump-dir "$work/dump2" --upload-interval 10s --duration "${secs}s" "$@" 2>"$work/cost.log" &
-    local apid=$!
-    wait_log "$work/cost.log" "window shipped" "$apid"
-    local c0 t0 c1 t1
-    c0=$(cpu_ns_s "$apid"); t0=${EPOCHREALTIME/,/.}
-    sleep $((secs - 12))
-    c1=$(cpu_ns_s "$apid"); t1=${EPOCHREALTIME/,/.}
-    wait "$apid"
+    local cpu
+    cpu=$(agent_cpu "$secs" "$work/cost.log" "$@")
     kill "$bpid" 2>/dev/null || true
     wait "$bpid" 2>/dev/null || true
-    rm -rf "$work/dump2"
-    echo "$(calc "%.3f" "($c1 - $c0) / ($t1 - $t0) * 100") $(($(kib_peak "$work/cost.log") / 1024))"
+    echo "$cpu $(($(kib_peak "$work/cost.log") / 1024))"
 }
 for ((r = 1; r <= rounds; r++)); do
     read -r cpu_on rss_on < <(cost_round)

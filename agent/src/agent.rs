@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{CpuCheck, Metrics, Snapshot, own_rss_bytes, thread_cpu_time};
 use crate::pprof;
 use crate::prometheus::MetricsServer;
+use crate::python::Waker;
 use crate::sample::{Sampler, Window};
 use crate::ship::{self, Protocol, ShipConfig, Shipper};
 use crate::symbolize::Symbolizer;
@@ -31,6 +32,8 @@ const ALLOC_DRAIN: Duration = Duration::from_millis(50);
 /// [`Agent::stop`] flushes first.
 pub struct Agent {
     stop: Arc<AtomicBool>,
+    /// Wakes a sampling loop waiting on the Python reader's notices.
+    waker: Option<Waker>,
     sampler: Option<JoinHandle<()>>,
     processor: Option<JoinHandle<Option<Shipper>>>,
     metrics: Arc<Metrics>,
@@ -78,6 +81,7 @@ impl Agent {
                 process_loop(&config, &metrics, shipper, &windows_rx, &recycle_tx)
             })?
         };
+        let waker = sampler.waker();
         let sampler = {
             let (stop, interval) = (Arc::clone(&stop), config.upload_interval);
             let drain = match config.alloc.is_empty() {
@@ -90,6 +94,7 @@ impl Agent {
         };
         Ok(Agent {
             stop,
+            waker,
             sampler: Some(sampler),
             processor: Some(processor),
             metrics,
@@ -108,6 +113,9 @@ impl Agent {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.sampler.take() {
             t.thread().unpark();
+            if let Some(w) = &self.waker {
+                w.wake();
+            }
             let _ = t.join();
         }
         let shipper = self.processor.take().and_then(|t| t.join().ok()).flatten();
@@ -126,6 +134,9 @@ impl Drop for Agent {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.sampler.take() {
             t.thread().unpark();
+            if let Some(w) = &self.waker {
+                w.wake();
+            }
             let _ = t.join();
         }
         if let Some(t) = self.processor.take() {
@@ -151,6 +162,9 @@ fn spawn<T: Send + 'static>(
         .map_err(|source| Error::Thread { name, source })
 }
 
+/// Drains the Python reader's notices call for come at least this far apart.
+const NOTICE_GAP: Duration = Duration::from_millis(20);
+
 /// Drains the rings every `drain` and cuts a window every `interval`.
 ///
 /// The loop sleeps on a timer rather than polling the rings: a ring's
@@ -168,6 +182,7 @@ fn sample_loop(
     recycled: &Receiver<Aggregate>,
 ) {
     let mut window_end = Instant::now() + interval;
+    let mut last_drain = Instant::now();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         if stopping {
@@ -181,9 +196,28 @@ fn sample_loop(
                 false => drain,
             };
             // Parked rather than asleep: stopping unparks the loop, which
-            // may wait up to a second between drains.
-            std::thread::park_timeout(window_end.saturating_duration_since(now).min(drain));
+            // may wait up to a second between drains. With the Python
+            // reader on, the loop waits on its notices instead (stopping
+            // wakes that wait too): a thread it does not know yet is
+            // looked at within milliseconds, so few of its samples go
+            // without their Python frames; never sooner than NOTICE_GAP
+            // after the last drain, whatever the notices.
+            let deadline = now + window_end.saturating_duration_since(now).min(drain);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if !sampler.reads_python() {
+                    std::thread::park_timeout(left);
+                } else if sampler.wait_notices(left) {
+                    let gap = NOTICE_GAP.saturating_sub(last_drain.elapsed());
+                    std::thread::sleep(gap.min(left));
+                    break;
+                }
+            }
         }
+        last_drain = Instant::now();
         sampler.drain();
         if let Ok(agg) = recycled.try_recv() {
             sampler.recycle(agg);
@@ -197,6 +231,15 @@ fn sample_loop(
             // Blocks if the processing thread is two windows behind: the
             // ring buffers then fill and the kernel counts what is lost.
             if windows.send(sampler.cut_window()).is_err() || stopping {
+                if let Some((runs, ns)) = sampler.python_run_stats()
+                    && runs > 0
+                {
+                    tracing::info!(
+                        runs,
+                        mean_ns = ns / runs,
+                        "Python reader's program (all samples, kernel statistics)"
+                    );
+                }
                 return;
             }
         }
@@ -282,6 +325,8 @@ fn process_loop(
             refused = m.stacks_live_refused + m.stacks_over_budget,
             confirmed = m.stacks_confirmed,
             unconfirmed = m.stacks_unconfirmed,
+            python = m.python_stacks,
+            python_unread = m.python_unread,
             delivered = m.profiles_delivered,
             rejected = m.profiles_rejected,
             dropped = m.profiles_dropped,

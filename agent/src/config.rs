@@ -64,6 +64,9 @@ pub struct Config {
     /// Complete stacks deeper than the copy from the thread's live stack
     /// (default true; see the agent's README for what guarantees each frame).
     pub deep_stacks: bool,
+    /// Show the Python functions of CPython 3.8-3.13 processes in their
+    /// stacks, copied at each sample by a BPF program (default true).
+    pub python: bool,
     /// Bytes of a thread's live stack read past the copy for one sample, at
     /// most, per stack segment (a walk follows up to four; default 8 MiB).
     pub max_stack_bytes: usize,
@@ -212,6 +215,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             stack_bytes: 32 << 10,
             deep_stacks: true,
+            python: true,
             max_stack_bytes: 8 << 20,
             ring_buffer_bytes: 0,
             dump_dir: None,

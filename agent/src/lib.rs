@@ -30,6 +30,7 @@ pub mod labels;
 pub mod metrics;
 pub mod pprof;
 pub mod prometheus;
+pub mod python;
 pub mod sample;
 pub mod ship;
 pub mod symbolize;

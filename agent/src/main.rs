@@ -66,6 +66,9 @@ struct Args {
     /// deeper stacks from the thread's live stack.
     #[arg(long)]
     no_deep_stacks: bool,
+    /// Do not read the Python functions of CPython processes.
+    #[arg(long)]
+    no_python: bool,
     /// Tenant, sent as X-Scope-OrgID.
     #[arg(long)]
     tenant: Option<String>,
@@ -208,6 +211,7 @@ fn config_from(args: &Args) -> Result<Config> {
     }
     c.kernel_stacks &= !args.no_kernel_stacks;
     c.deep_stacks &= !args.no_deep_stacks;
+    c.python &= !args.no_python;
     c.sample_labels &= !args.no_sample_labels;
     if args.tenant.is_some() {
         c.tenant.clone_from(&args.tenant);

@@ -36,6 +36,14 @@ pub struct Metrics {
     /// Completed stacks nothing confirmed: cut back to their copy and
     /// marked truncated.
     pub stacks_unconfirmed: AtomicU64,
+    /// Samples of Python threads with their Python frames spliced in.
+    pub python_stacks: AtomicU64,
+    /// Samples of Python threads whose Python frames were not copied (kept native, marked).
+    pub python_unread: AtomicU64,
+    /// Of the spliced ones, those whose frame chain was cut or unreadable part way.
+    pub python_partial: AtomicU64,
+    /// Of the spliced ones, those whose runs of Python frames and evaluation-loop calls did not pair one to one.
+    pub python_misaligned: AtomicU64,
     /// Samples folded into the "stack table full" marker.
     pub stacks_folded: AtomicU64,
     /// Records that could not be parsed.
@@ -87,6 +95,14 @@ pub struct Snapshot {
     pub stacks_confirmed: u64,
     /// See [`Metrics::stacks_unconfirmed`].
     pub stacks_unconfirmed: u64,
+    /// See [`Metrics::python_stacks`].
+    pub python_stacks: u64,
+    /// See [`Metrics::python_unread`].
+    pub python_unread: u64,
+    /// See [`Metrics::python_partial`].
+    pub python_partial: u64,
+    /// See [`Metrics::python_misaligned`].
+    pub python_misaligned: u64,
     /// See [`Metrics::stacks_folded`].
     pub stacks_folded: u64,
     /// See [`Metrics::records_malformed`].
@@ -133,6 +149,10 @@ impl Metrics {
             live_stack_bytes: r(&self.live_stack_bytes),
             stacks_confirmed: r(&self.stacks_confirmed),
             stacks_unconfirmed: r(&self.stacks_unconfirmed),
+            python_stacks: r(&self.python_stacks),
+            python_unread: r(&self.python_unread),
+            python_partial: r(&self.python_partial),
+            python_misaligned: r(&self.python_misaligned),
             stacks_folded: r(&self.stacks_folded),
             records_malformed: r(&self.records_malformed),
             profiles_built: r(&self.profiles_built),

@@ -17,6 +17,7 @@ use hashbrown::HashMap;
 
 use crate::aggregate::{ANON, Counts, Frame, KERNEL, MARKER, SampleKind};
 use crate::labels::Labels;
+use crate::python::PYTHON;
 use crate::sample::Window;
 use crate::symbolize::WindowNames;
 
@@ -190,7 +191,7 @@ impl Builder {
         self.profile.location.push(proto::Location {
             id,
             mapping_id,
-            address: if frame.module == MARKER {
+            address: if frame.module == MARKER || frame.module == PYTHON {
                 0
             } else {
                 frame.addr
@@ -221,7 +222,7 @@ impl Builder {
     }
 
     fn mapping(&mut self, w: &Window, frame: Frame) -> u64 {
-        if frame.module == MARKER {
+        if frame.module == MARKER || frame.module == PYTHON {
             return 0;
         }
         if let Some(&i) = self.mappings.get(&frame.module) {

@@ -91,7 +91,7 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
 /// The text exposition of a snapshot, with the process's CPU and memory.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(2048);
-    let counters: [(&str, &str, u64); 21] = [
+    let counters: [(&str, &str, u64); 25] = [
         (
             "samples_total",
             "Samples read from the perf ring buffers.",
@@ -106,6 +106,26 @@ pub fn render(s: &Snapshot) -> String {
             "samples_lost_total",
             "Samples the kernel reported lost (ring buffer full).",
             s.samples_lost,
+        ),
+        (
+            "python_stacks_total",
+            "Samples of Python threads with their Python frames spliced in.",
+            s.python_stacks,
+        ),
+        (
+            "python_stacks_unread_total",
+            "Samples of Python threads whose Python frames were not copied.",
+            s.python_unread,
+        ),
+        (
+            "python_stacks_partial_total",
+            "Python stacks whose frame chain was cut or unreadable part way.",
+            s.python_partial,
+        ),
+        (
+            "python_stacks_misaligned_total",
+            "Python stacks whose runs and evaluation-loop calls did not pair one to one.",
+            s.python_misaligned,
         ),
         (
             "unwind_truncated_total",

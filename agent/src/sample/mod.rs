@@ -20,6 +20,7 @@ mod records;
 mod stacks;
 pub mod uprobe;
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::labels::{Labeler, Labels, SeriesTable};
 use crate::metrics::Metrics;
+use crate::python::{PYTHON, Python, Waker};
+use crate::symbolize::Resolved;
 use crate::unwind::{self, Walker};
 use alloc::{AllocEvents, AllocState};
 use events::{CpuEvents, EventKind, EventOptions};
@@ -78,6 +81,8 @@ pub struct Window {
     pub series: HashMap<u32, Arc<Labels>>,
     /// Every thread name the samples carry.
     pub threads: HashMap<u32, Arc<str>>,
+    /// The names of the Python frames the stacks hold.
+    pub python: HashMap<u64, Arc<Resolved>>,
 }
 
 /// Perf events on every CPU and everything needed to turn samples into stacks.
@@ -126,6 +131,8 @@ struct State {
     alloc: AllocState,
     /// Sampling has stopped: no later sample will confirm a waiting one.
     stopped: bool,
+    /// Python frames, where the program that copies them could be loaded.
+    python: Option<Python>,
 }
 
 fn new_aggregate(max_frames: usize) -> Aggregate {
@@ -183,6 +190,7 @@ impl Sampler {
             metrics,
             window_start: SystemTime::now(),
             stopped: false,
+            python: None,
             max_frames: config.max_frames_per_window,
             // Room for the thread and process events of probed processes,
             // so that the first ones allocate nothing in the loop.
@@ -194,6 +202,13 @@ impl Sampler {
                 ..AllocState::default()
             },
         };
+        if config.python && !config.own_process {
+            let fds: Vec<_> = events.samplers.iter().map(|s| s.as_raw_fd()).collect();
+            match Python::open(&fds, cpus.len()) {
+                Ok(p) => state.python = Some(p),
+                Err(e) => tracing::warn!("Python functions will not show in stacks: {e}"),
+            }
+        }
         let mut alloc = AllocEvents::open(config, cpus)?;
         events.enable()?;
         state.seed();
@@ -244,6 +259,33 @@ impl Sampler {
         self.deep_seen
     }
 
+    /// True when the Python reader is on: the loop then waits on
+    /// [`Sampler::wait_notices`].
+    pub fn reads_python(&self) -> bool {
+        self.state.python.is_some()
+    }
+
+    /// What wakes [`Sampler::wait_notices`] early (`None` without the
+    /// Python reader).
+    pub fn waker(&self) -> Option<Waker> {
+        self.state.python.as_ref().map(Python::waker)
+    }
+
+    /// Waits up to `timeout` for threads the Python reader noticed, or a
+    /// wake; true if there are notices (worth a drain now).
+    pub fn wait_notices(&self, timeout: Duration) -> bool {
+        self.state
+            .python
+            .as_ref()
+            .is_some_and(|p| p.wait_notices(timeout))
+    }
+
+    /// Runs of the Python reader's program and their total time in
+    /// nanoseconds (zeros unless `kernel.bpf_stats_enabled` is 1).
+    pub fn python_run_stats(&self) -> Option<(u64, u64)> {
+        self.state.python.as_ref().map(Python::run_stats)
+    }
+
     /// Waits up to `timeout` for the ring buffers to fill past their watermark.
     pub fn wait(&self, timeout: Duration) {
         self.events.wait(timeout);
@@ -258,6 +300,7 @@ impl Sampler {
         self.last_drain = now;
         self.state.unwinding.walker.refill(elapsed);
         let deep_before = self.state.unwinding.walker.stats().copy_ended;
+        self.state.python_notices();
         let Sampler {
             events,
             alloc,
@@ -419,6 +462,11 @@ impl State {
                 proc.wanted = Some(d.wanted);
                 proc.series = Some(self.series.intern(d.labels));
             }
+            if proc.wanted == Some(false)
+                && let Some(py) = &mut self.python
+            {
+                py.ignore_process(s.pid);
+            }
         }
         if proc.wanted != Some(true) {
             Metrics::add(&self.metrics.samples_skipped, 1);
@@ -439,8 +487,17 @@ impl State {
         } else if s.ip >= KERNEL_START {
             frames.push(Frame::marker(MARK_KERNEL));
         }
+        let user_start = frames.len();
         self.unwinding
             .push_user_frames(proc, s, &mut self.modules, frames, &self.metrics);
+        let unwinding = &self.unwinding;
+        if let Some(py) = &mut self.python
+            && py.splice(s, frames, user_start, &self.metrics, |addr| {
+                unwinding.returns_into_trampoline(s.pid, addr)
+            })
+        {
+            self.unwinding.frames_moved(|i| py.moved(i));
+        }
         if frames.is_empty() {
             frames.push(Frame::marker(MARK_KERNEL));
         }
@@ -489,6 +546,15 @@ impl State {
                 modules.insert(f.module, Arc::clone(info));
             }
         }
+        let mut python = HashMap::new();
+        if let Some(py) = &mut self.python {
+            for f in agg.all_frames().iter().filter(|f| f.module == PYTHON) {
+                if let Some(r) = py.resolved(f.addr) {
+                    python.entry(f.addr).or_insert_with(|| Arc::clone(r));
+                }
+            }
+            py.expire(unwind::monotonic_ns());
+        }
         let mut series = HashMap::new();
         let mut threads = HashMap::new();
         for (key, _) in agg.iter() {
@@ -534,7 +600,27 @@ impl State {
             modules,
             series,
             threads,
+            python,
         }
+    }
+
+    /// Looks at the threads the Python reader noticed, before the samples
+    /// that follow them are read.
+    fn python_notices(&mut self) {
+        let Some(py) = &mut self.python else {
+            return;
+        };
+        py.poll();
+        let notices = py.take_notices();
+        let now = unwind::monotonic_ns();
+        for &(pid, tid) in &notices {
+            if pid == 0 || self.labeler.wanted_by_pid(pid) == Some(false) {
+                py.ignore_process(pid);
+            } else {
+                py.notice(pid, tid, &mut self.modules, now);
+            }
+        }
+        py.notices_handled(notices);
     }
 }
 

@@ -60,6 +60,13 @@ impl State {
                     || m.inode,
                     &mut self.modules,
                 );
+                if let Some(py) = &mut self.python
+                    && path.contains("python")
+                    && py.known_other(m.pid)
+                {
+                    // An interpreter mapped after the process was looked at.
+                    py.forget_process(m.pid);
+                }
                 if let Some(module) = module {
                     let mapping = Mapping {
                         start: m.start,
@@ -86,6 +93,9 @@ impl State {
                     let p = self.procs.entry(pid).or_default();
                     if exec {
                         p.reset_for_exec();
+                        if let Some(py) = &mut self.python {
+                            py.forget_process(pid);
+                        }
                         // The exec removed its probes.
                         if self.alloc.pids.contains(&pid) {
                             self.alloc.ended.push(pid);
@@ -128,6 +138,12 @@ impl State {
                     return;
                 }
                 self.exited_threads.push(tid);
+                if let Some(py) = &mut self.python {
+                    match pid == tid {
+                        true => py.forget_process(pid),
+                        false => py.thread_exited(pid, tid),
+                    }
+                }
                 self.unwinding
                     .give_up(&mut self.agg, Some(tid), u64::MAX, &self.metrics);
                 self.unwinding.walker.forget(tid);

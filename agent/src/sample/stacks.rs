@@ -191,6 +191,24 @@ impl Unwinding {
         agg.add(w.kind, w.series, w.pid, w.thread, &w.frames, w.counts);
     }
 
+    /// True when the JIT frame at lookup address `addr` (a return address
+    /// minus one) in process `pid` was found to be in CPython's perf
+    /// trampoline.
+    pub fn returns_into_trampoline(&self, pid: u32, addr: u64) -> bool {
+        self.trampolines
+            .get(&(pid, addr.wrapping_add(1)))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The last pushed stack's frames moved (Python frames were spliced
+    /// in): `to` gives each old index's new one.
+    pub fn frames_moved(&mut self, to: impl Fn(usize) -> usize) {
+        if let Some((_, keep)) = &mut self.last {
+            *keep = to(*keep);
+        }
+    }
+
     /// Adds what the walker counted since the last call to the metrics.
     pub fn report(&mut self, metrics: &Metrics) {
         let now = self.walker.stats();

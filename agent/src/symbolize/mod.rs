@@ -17,6 +17,7 @@ use blazesym::symbolize::{Input, Symbolized};
 use hashbrown::{HashMap, HashSet};
 
 use crate::aggregate::{ANON, Frame, KERNEL, MARK_FULL, MARK_KERNEL, MARK_TRUNCATED, MARKER};
+use crate::python::{MARK_PYTHON_UNREAD, PYTHON};
 use crate::sample::Window;
 use crate::sample::modules::ModuleInfo;
 use kallsyms::Kallsyms;
@@ -166,6 +167,8 @@ impl Symbolizer {
         for f in w.agg.all_frames() {
             if f.module == ANON {
                 has_anon = true;
+            } else if f.module == PYTHON {
+                // Named by the sampler, which read the code objects.
             } else if !self.cache.contains_key(f) {
                 wanted.insert(*f);
             }
@@ -209,7 +212,11 @@ impl Symbolizer {
 
         let mut frames = HashMap::new();
         for f in w.agg.all_frames() {
-            if let Some(r) = self.cache.get(f) {
+            if f.module == PYTHON {
+                if let Some(r) = w.python.get(&f.addr) {
+                    frames.entry(*f).or_insert_with(|| Arc::clone(r));
+                }
+            } else if let Some(r) = self.cache.get(f) {
                 frames.entry(*f).or_insert_with(|| Arc::clone(r));
             }
         }
@@ -259,6 +266,7 @@ impl Symbolizer {
             MARK_TRUNCATED => "[truncated stack]",
             MARK_KERNEL => "[kernel]",
             MARK_FULL => "[stack table full]",
+            MARK_PYTHON_UNREAD => "[python stack not read]",
             _ => "[unknown]",
         };
         Arc::new(self.resolved(name))

@@ -4,73 +4,15 @@
 //! its perf map, and CPython 3.12's perf trampoline.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Stack, c_deep_workload, decode_pprof, stacks, wait_until};
+use crate::support::{
+    Running, Stack, c_deep_workload, find_program, profile_pid, profile_pid_with, wait_until,
+};
 
 const DEPTH: usize = 2000;
 const TRUNCATED: &str = "[truncated stack]";
-
-/// Runs the agent on `pid` for `seconds` and returns every stack it dumped.
-fn profile_pid(pid: u32, seconds: u32) -> Vec<Stack> {
-    let dir = std::env::temp_dir().join(format!("firewatch-fidelity-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_firewatch-agent"))
-        .args(["--no-ship", "--upload-interval", "2s", "--duration"])
-        .arg(format!("{seconds}s"))
-        .args(["--pid", &pid.to_string(), "--dump-dir"])
-        .arg(&dir)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run the agent");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    // The agent's counters, for a failure to be read from the test's output.
-    if let Some(last) = log.lines().rev().find(|l| l.contains("window shipped")) {
-        println!(
-            "agent: {}",
-            last.split_once("samples=").map_or(last, |(_, r)| r)
-        );
-    }
-    let mut all = Vec::new();
-    for f in std::fs::read_dir(&dir).expect("dump directory").flatten() {
-        let p = decode_pprof(&std::fs::read(f.path()).expect("read dump"));
-        all.extend(stacks(&p));
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    all
-}
-
-struct Running(Child);
-
-impl Running {
-    fn start(cmd: &mut Command) -> Running {
-        let child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        Running(child)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn output(mut self) -> String {
-        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().expect("true"));
-        let out = child.wait_with_output().expect("workload output");
-        assert!(out.status.success(), "workload failed: {:?}", out.status);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn names(s: &Stack) -> impl Iterator<Item = &str> {
     s.frames.iter().map(|f| f.name.as_str())
@@ -189,35 +131,6 @@ fn changing_outer_frames_never_show_a_stack_that_did_not_exist() {
     assert_eq!(lies, 0, "stacks that never existed, e.g. {example:?}");
 }
 
-/// Finds an interpreter that runs: under pyenv's versions whose name
-/// starts with `version_prefix`, else on the PATH.
-fn find_program(name: &str, version_prefix: &str) -> PathBuf {
-    let root = std::env::var("PYENV_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap_or_default()).join(".pyenv"));
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(version_prefix))
-        .map(|e| e.path().join("bin").join(name))
-        .collect();
-    candidates.sort();
-    candidates.reverse();
-    candidates.push(PathBuf::from(name));
-    candidates
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .unwrap_or_else(|| panic!("{name} is needed (under pyenv's versions or on the PATH)"))
-}
-
 /// Waits until process `pid` has written its perf map (once its JIT has
 /// compiled something).
 fn wait_for_perf_map(pid: u32, who: &str) {
@@ -319,7 +232,9 @@ fn python_functions_are_named_through_the_perf_trampoline() {
     );
     let pid = w.pid();
     wait_for_perf_map(pid, "python");
-    let all = profile_pid(pid, 4);
+    // The trampolines alone: the agent's own Python reader would name the
+    // same functions from their frames (see python.rs).
+    let all = profile_pid_with(pid, 4, &["--no-python"]);
     let _ = w.output();
     let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
     let (hot, cold) = split_containing(&all, "py::hot_loop:", "py::cold_loop:");

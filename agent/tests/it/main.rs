@@ -9,6 +9,7 @@ mod cli;
 mod fidelity;
 mod labels;
 mod perf;
+mod python;
 mod receiver;
 mod sampling;
 mod ship;

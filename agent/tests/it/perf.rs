@@ -49,7 +49,12 @@ pub fn parse_perf_script(text: &str) -> Vec<Stack> {
                         .to_owned()
                 })
                 .unwrap_or_default();
-            frames.push(FrameInfo { name, module });
+            frames.push(FrameInfo {
+                name,
+                module,
+                file: String::new(),
+                line: 0,
+            });
         } else {
             in_sample = true;
             frames.clear();

@@ -212,6 +212,10 @@ pub struct FrameInfo {
     pub name: String,
     /// The mapping's file name.
     pub module: String,
+    /// Source file, empty when unknown.
+    pub file: String,
+    /// Line in `file`, 0 when unknown.
+    pub line: i64,
 }
 
 impl FrameInfo {
@@ -256,8 +260,11 @@ pub fn stacks(p: &proto::Profile) -> Vec<Stack> {
             .cloned()
             .unwrap_or_default()
     };
-    let functions: std::collections::HashMap<u64, String> =
-        p.function.iter().map(|f| (f.id, s(f.name))).collect();
+    let functions: std::collections::HashMap<u64, (String, String)> = p
+        .function
+        .iter()
+        .map(|f| (f.id, (s(f.name), s(f.filename))))
+        .collect();
     let mappings: std::collections::HashMap<u64, String> = p
         .mapping
         .iter()
@@ -276,12 +283,17 @@ pub fn stacks(p: &proto::Profile) -> Vec<Stack> {
             let frames = l
                 .line
                 .iter()
-                .map(|line| FrameInfo {
-                    name: functions
+                .map(|line| {
+                    let (name, file) = functions
                         .get(&line.function_id)
                         .cloned()
-                        .unwrap_or_default(),
-                    module: module.clone(),
+                        .unwrap_or_default();
+                    FrameInfo {
+                        name,
+                        module: module.clone(),
+                        file,
+                        line: line.line,
+                    }
                 })
                 .collect();
             (l.id, frames)
@@ -342,4 +354,99 @@ pub fn split(stacks: &[Stack], a: &str, b: &str) -> (f64, f64, i64) {
         nb as f64 * 100.0 / total,
         na + nb,
     )
+}
+
+/// Runs the agent on `pid` for `seconds` and returns every stack it dumped.
+pub fn profile_pid(pid: u32, seconds: u32) -> Vec<Stack> {
+    profile_pid_with(pid, seconds, &[])
+}
+
+/// [`profile_pid`] with more agent arguments.
+pub fn profile_pid_with(pid: u32, seconds: u32, args: &[&str]) -> Vec<Stack> {
+    let dir = std::env::temp_dir().join(format!("firewatch-fidelity-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_firewatch-agent"))
+        .args(["--no-ship", "--upload-interval", "2s", "--duration"])
+        .arg(format!("{seconds}s"))
+        .args(["--pid", &pid.to_string(), "--dump-dir"])
+        .arg(&dir)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run the agent");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // The agent's counters, for a failure to be read from the test's output.
+    if let Some(last) = log.lines().rev().find(|l| l.contains("window shipped")) {
+        println!(
+            "agent: {}",
+            last.split_once("samples=").map_or(last, |(_, r)| r)
+        );
+    }
+    let mut all = Vec::new();
+    for f in std::fs::read_dir(&dir).expect("dump directory").flatten() {
+        let p = decode_pprof(&std::fs::read(f.path()).expect("read dump"));
+        all.extend(stacks(&p));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    all
+}
+
+pub struct Running(Child);
+
+impl Running {
+    pub fn start(cmd: &mut Command) -> Running {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Running(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn output(mut self) -> String {
+        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().expect("true"));
+        let out = child.wait_with_output().expect("workload output");
+        assert!(out.status.success(), "workload failed: {:?}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Finds an interpreter that runs: under pyenv's versions whose name
+/// starts with `version_prefix`, else on the PATH.
+pub fn find_program(name: &str, version_prefix: &str) -> PathBuf {
+    let root = std::env::var("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap_or_default()).join(".pyenv"));
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(version_prefix))
+        .map(|e| e.path().join("bin").join(name))
+        .collect();
+    candidates.sort();
+    candidates.reverse();
+    candidates.push(PathBuf::from(name));
+    candidates
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .unwrap_or_else(|| panic!("{name} is needed (under pyenv's versions or on the PATH)"))
 }

@@ -1,0 +1,218 @@
+//! Python functions in CPU stacks with no SDK, on real interpreters:
+//! Debian's stripped `python3` (3.11) and pyenv's 3.8 to 3.13 running a
+//! pure-Python loop whose split between two functions the script measures
+//! itself, and Python called back from libc's `qsort` called from Python
+//! through ctypes, which must read in the order it happened.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{Running, Stack, find_program, profile_pid};
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// Lines `[def, next def)` of function `name` in `script`.
+fn body_lines(script: &Path, name: &str) -> std::ops::Range<i64> {
+    let text = std::fs::read_to_string(script).expect("read the script");
+    let defs: Vec<(i64, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("def ") || l.starts_with("if __name__"))
+        .map(|(i, l)| (i as i64 + 1, l))
+        .collect();
+    let at = defs
+        .iter()
+        .position(|(_, l)| l.starts_with(&format!("def {name}(")))
+        .expect("the function");
+    defs[at].0..defs.get(at + 1).map_or(i64::MAX, |d| d.0)
+}
+
+/// Where the frame of `name` from `file` is in a stack (leaf first).
+fn position(s: &Stack, name: &str, file: &Path) -> Option<usize> {
+    let file = file.to_string_lossy();
+    s.frames
+        .iter()
+        .position(|f| f.name == name && f.file == file)
+}
+
+/// Starts `script` under `python` for `seconds`, lets it get going, and
+/// profiles it for two seconds less; returns its stacks and what it printed.
+fn profile_script(python: &Path, script: &Path, seconds: u32) -> (Vec<Stack>, String) {
+    let w = Running::start(Command::new(python).arg(script).arg(seconds.to_string()));
+    std::thread::sleep(Duration::from_millis(500));
+    let stacks = profile_pid(w.pid(), seconds - 2);
+    (stacks, w.output())
+}
+
+fn split(python: &Path) {
+    let script = script("python_split.py");
+    let (stacks, out) = profile_script(python, &script, 16);
+    let truth = |name: &str| -> f64 {
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let i = words
+            .iter()
+            .position(|w| *w == name)
+            .unwrap_or_else(|| panic!("no {name} share in {out:?}"));
+        words[i + 1].parse().expect("a share")
+    };
+    let total: i64 = stacks.iter().map(|s| s.samples).sum();
+    let sum = |f: &dyn Fn(&Stack) -> bool| -> i64 {
+        stacks.iter().filter(|s| f(s)).map(|s| s.samples).sum()
+    };
+    let with_python = sum(&|s| s.frames.iter().any(|f| f.file.ends_with(".py")));
+    let share = |name: &str| sum(&|s| position(s, name, &script).is_some()) as f64 / total as f64;
+    let (heavy, light) = (share("heavy"), share("light"));
+    println!(
+        "{}: {total} samples, {:.2} % with Python frames; heavy {:.1} % (measured {:.1} %), light {:.1} % (measured {:.1} %)",
+        python.display(),
+        100.0 * with_python as f64 / total as f64,
+        100.0 * heavy,
+        100.0 * truth("heavy"),
+        100.0 * light,
+        100.0 * truth("light"),
+    );
+    assert!(total >= 800, "only {total} samples");
+    assert!(
+        with_python as f64 >= 0.99 * total as f64,
+        "{with_python} of {total} samples show a Python frame"
+    );
+    assert!((heavy - truth("heavy")).abs() <= 0.05, "heavy {heavy}");
+    assert!((light - truth("light")).abs() <= 0.05, "light {light}");
+
+    // Each function at its place, on a line of its own body.
+    let spin = body_lines(&script, "spin");
+    for s in stacks
+        .iter()
+        .filter(|s| position(s, "spin", &script).is_some())
+    {
+        let order: Vec<Option<usize>> = ["spin", "main", "<module>"]
+            .iter()
+            .map(|n| position(s, n, &script))
+            .collect();
+        let caller = position(s, "heavy", &script).or(position(s, "light", &script));
+        assert!(
+            matches!((order[0], caller, order[1], order[2]), (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d),
+            "out of order: {:?}",
+            s.frames
+        );
+        let line = s.frames.iter().find(|f| f.name == "spin").map(|f| f.line);
+        assert!(
+            line.is_some_and(|l| spin.contains(&l)),
+            "spin at line {line:?}, its body is {spin:?}"
+        );
+    }
+}
+
+#[test]
+fn debian_python3_functions_and_their_split() {
+    split(Path::new("/usr/bin/python3"));
+}
+
+#[test]
+fn pyenv_python38_functions_and_their_split() {
+    split(&find_program("python3.8", "3.8"));
+}
+
+#[test]
+fn pyenv_python39_functions_and_their_split() {
+    split(&find_program("python3.9", "3.9"));
+}
+
+#[test]
+fn pyenv_python310_functions_and_their_split() {
+    split(&find_program("python3.10", "3.10"));
+}
+
+#[test]
+fn pyenv_python312_functions_and_their_split() {
+    split(&find_program("python3.12", "3.12"));
+}
+
+#[test]
+fn pyenv_python313_functions_and_their_split() {
+    split(&find_program("python3.13", "3.13"));
+}
+
+/// With `-X perf` too, each Python function shows once: by name from its
+/// frame, its trampoline's JIT frame dropped.
+#[test]
+fn perf_trampolines_do_not_double_functions() {
+    let script = script("python_split.py");
+    let python = find_program("python3.12", "3.12");
+    let w = Running::start(
+        Command::new(&python)
+            .args(["-X", "perf"])
+            .arg(&script)
+            .arg("8"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let stacks = profile_pid(w.pid(), 6);
+    let pid = w.pid();
+    let _ = w.output();
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    let total: i64 = stacks.iter().map(|s| s.samples).sum();
+    let named: i64 = stacks
+        .iter()
+        .filter(|s| position(s, "spin", &script).is_some())
+        .map(|s| s.samples)
+        .sum();
+    // Samples taken before the agent knew the thread keep the
+    // trampolines' names: they are the only names those samples have.
+    let file = script.to_string_lossy();
+    let doubled: Vec<&Stack> = stacks
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| f.name.starts_with("py::")))
+        .filter(|s| s.frames.iter().any(|f| f.file == file))
+        .collect();
+    println!(
+        "python -X perf: {total} samples, {named} in spin, {} with both names",
+        doubled.len()
+    );
+    assert!(
+        named as f64 >= 0.8 * total as f64,
+        "{named} of {total} in spin"
+    );
+    assert!(
+        doubled.is_empty(),
+        "trampoline frames left: {:?}",
+        doubled[0].frames
+    );
+}
+
+#[test]
+fn python_called_back_from_c_reads_in_order() {
+    let script = script("python_callback.py");
+    let (stacks, _) = profile_script(Path::new("/usr/bin/python3"), &script, 12);
+    let total: i64 = stacks.iter().map(|s| s.samples).sum();
+    let (mut compare, mut in_order) = (0, 0);
+    for s in &stacks {
+        let Some(leaf) = position(s, "compare", &script) else {
+            continue;
+        };
+        compare += s.samples;
+        // compare (Python) <- libc's qsort (C) <- sort_many (Python).
+        let qsort = s
+            .frames
+            .iter()
+            .position(|f| f.module == "libc.so.6" && f.name.contains("qsort"));
+        let caller = position(s, "sort_many", &script);
+        let module = position(s, "<module>", &script);
+        if matches!((qsort, caller, module), (Some(q), Some(c), Some(m)) if leaf < q && q < c && c < m)
+        {
+            in_order += s.samples;
+        } else {
+            println!("out of order: {:?}", s.frames);
+        }
+    }
+    println!("{total} samples, {compare} in compare, {in_order} of them in order");
+    assert!(compare as f64 >= 0.3 * total as f64, "{compare} of {total}");
+    assert!(
+        in_order as f64 >= 0.99 * compare as f64,
+        "{in_order} of {compare}"
+    );
+}
