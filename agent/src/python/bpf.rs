@@ -5,7 +5,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -341,9 +341,15 @@ impl Ring {
         self._map.raw_fd()
     }
 
-    fn position(ptr: *mut u8) -> &'static AtomicU64 {
+    /// The consumer or producer position at the start of its page.
+    fn position(&self, producer: bool) -> &AtomicU64 {
+        let ptr = if producer {
+            self.producer
+        } else {
+            self.consumer
+        };
         // SAFETY: positions are 8-byte aligned u64s at the start of their
-        // page, which lives as long as the ring; the kernel updates them
+        // page, mapped as long as `self`; the kernel updates them
         // atomically.
         unsafe { &*(ptr as *const AtomicU64) }
     }
@@ -380,17 +386,15 @@ impl Ring {
 
     /// True when records wait to be read.
     pub fn has_data(&self) -> bool {
-        let cons = Self::position(self.consumer).load(Ordering::Acquire);
-        Self::position(self.producer).load(Ordering::Acquire) > cons
+        let cons = self.position(false).load(Ordering::Acquire);
+        self.position(true).load(Ordering::Acquire) > cons
     }
 
     /// Hands each committed record (its data, without the header) to `f`,
     /// oldest first, and releases them; returns how many were read.
     pub fn consume(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let cons = Self::position(self.consumer);
-        let prod = Self::position(self.producer);
-        let mut pos = cons.load(Ordering::Acquire);
-        let end = prod.load(Ordering::Acquire);
+        let mut pos = self.position(false).load(Ordering::Acquire);
+        let end = self.position(true).load(Ordering::Acquire);
         let mut n = 0;
         while pos < end {
             let at = (pos as usize) & (self.size - 1);
@@ -398,7 +402,9 @@ impl Ring {
             // mapping and is mapped twice, so a record starting anywhere
             // in the first copy is contiguous.
             let base = unsafe { self.producer.add(self.page + at) };
-            let len_word = Self::position_u32(base).load(Ordering::Acquire);
+            // SAFETY: record headers are 8-byte aligned in the data area,
+            // and the kernel sets their length word atomically.
+            let len_word = unsafe { &*(base as *const AtomicU32) }.load(Ordering::Acquire);
             if len_word & RINGBUF_BUSY != 0 {
                 break;
             }
@@ -415,14 +421,9 @@ impl Ring {
                 n += 1;
             }
             pos += ((len + RINGBUF_HEADER + 7) & !7) as u64;
-            cons.store(pos, Ordering::Release);
+            self.position(false).store(pos, Ordering::Release);
         }
         n
-    }
-
-    fn position_u32(ptr: *mut u8) -> &'static std::sync::atomic::AtomicU32 {
-        // SAFETY: record headers are 8-byte aligned in the data area.
-        unsafe { &*(ptr as *const std::sync::atomic::AtomicU32) }
     }
 }
 

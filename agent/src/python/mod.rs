@@ -56,7 +56,7 @@ const JOIN_SLACK_NS: u64 = 2_000_000;
 const MAX_PENDING_NS: u64 = 2_000_000_000;
 /// A process's thread list is read again at most this often when a thread
 /// it does not know is sampled.
-const RESCAN_NS: u64 = 200_000_000;
+const RESCAN_NS: u64 = 20_000_000;
 /// Distinct Python frames (function, file, line) named, at most; past it
 /// the table starts over under a new epoch.
 const MAX_NAMES: usize = 1 << 18;
@@ -113,7 +113,7 @@ pub struct Python {
     program: bpf::Program,
     images: HashMap<u32, Option<Arc<Image>>>,
     /// `None`: checked, not a Python process we can read.
-    procs: HashMap<u32, Option<PyProcess>>,
+    procs: HashMap<u32, Option<Box<PyProcess>>>,
     pending: HashMap<u32, VecDeque<Copy>>,
     spare: Vec<Vec<RawFrame>>,
     names: HashMap<(Arc<str>, Arc<str>, u32), u64>,
@@ -473,7 +473,7 @@ impl Python {
         );
         self.procs.insert(
             pid,
-            Some(PyProcess {
+            Some(Box::new(PyProcess {
                 loaded,
                 module,
                 tids: HashMap::new(),
@@ -481,7 +481,7 @@ impl Python {
                 last_scan: 0,
                 codes: HashMap::new(),
                 frames: HashMap::new(),
-            }),
+            })),
         );
     }
 

@@ -138,6 +138,65 @@ fn pyenv_python313_functions_and_their_split() {
     split(&find_program("python3.13", "3.13"));
 }
 
+/// Threads started after the agent met the process: each is found (from
+/// 3.11 by its thread state's kernel thread id, before through glibc's
+/// thread descriptor) and its samples show its own functions, from the
+/// threading module's bootstrap down.
+fn threads(python: &Path) {
+    let script = script("python_threads.py");
+    let (stacks, _) = profile_script(python, &script, 12);
+    let in_thread = |s: &Stack| {
+        s.frames
+            .iter()
+            .any(|f| f.name == "start_thread" || f.name.starts_with("clone"))
+    };
+    let sum = |f: &dyn Fn(&Stack) -> bool| -> i64 {
+        stacks.iter().filter(|s| f(s)).map(|s| s.samples).sum()
+    };
+    let workers = sum(&|s| in_thread(s));
+    let with_python = sum(&|s| in_thread(s) && s.frames.iter().any(|f| f.file.ends_with(".py")));
+    let script = script.as_path();
+    let whole = |name: &'static str| {
+        move |s: &Stack| {
+            let run = s
+                .frames
+                .iter()
+                .position(|f| f.name.ends_with("run") && f.file.ends_with("threading.py"));
+            matches!(
+                (position(s, "busy", script), position(s, name, script), run),
+                (Some(a), Some(b), Some(c)) if a < b && b < c
+            )
+        }
+    };
+    let (a, b) = (sum(&whole("worker_a")), sum(&whole("worker_b")));
+    println!(
+        "{}: {workers} samples in threads, {with_python} with Python frames, worker_a {a}, worker_b {b}",
+        python.display()
+    );
+    // One core's worth: the threads take turns holding the GIL.
+    assert!(workers >= 600, "only {workers} samples in threads");
+    assert!(
+        with_python as f64 >= 0.98 * workers as f64,
+        "{with_python} of {workers} thread samples show a Python frame"
+    );
+    for (n, name) in [(a, "worker_a"), (b, "worker_b")] {
+        assert!(
+            n as f64 >= 0.35 * workers as f64,
+            "{name}: {n} of {workers}"
+        );
+    }
+}
+
+#[test]
+fn pyenv_python39_threads_show_their_own_functions() {
+    threads(&find_program("python3.9", "3.9"));
+}
+
+#[test]
+fn debian_python3_threads_show_their_own_functions() {
+    threads(Path::new("/usr/bin/python3"));
+}
+
 /// With `-X perf` too, each Python function shows once: by name from its
 /// frame, its trampoline's JIT frame dropped.
 #[test]
