@@ -248,10 +248,21 @@ impl Python {
         let mut out = std::mem::take(&mut self.noticed);
         out.clear();
         self.notices.consume(|data| {
-            if let Some(b) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-                let w = u64::from_le_bytes(b);
-                out.push(((w >> 32) as u32, w as u32));
+            let Some(b) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                return;
+            };
+            let w = u64::from_le_bytes(b);
+            if out.len() == out.capacity() {
+                // Most notices repeat (every sample of a thread not yet
+                // looked at): fold them rather than grow; past that, the
+                // rest are noticed again at the thread's next sample.
+                out.sort_unstable();
+                out.dedup();
+                if out.len() == out.capacity() {
+                    return;
+                }
             }
+            out.push(((w >> 32) as u32, w as u32));
         });
         out.sort_unstable();
         out.dedup();

@@ -78,8 +78,10 @@ fn steady_state_allocations(pid: u32, python: bool) -> u64 {
     );
     assert!(samples >= 300, "too few samples to judge: {samples}");
     assert_eq!(
-        allocations, 0,
-        "heap allocations on the sampling path over {samples} samples"
+        allocations,
+        0,
+        "heap allocations on the sampling path over {samples} samples; the first at {}",
+        crate::first_allocation()
     );
     assert_eq!(spliced > 0, python, "Python stacks: {spliced}");
     spliced

@@ -386,5 +386,10 @@ fn allocation_samples_make_no_heap_allocation_in_steady_state() {
         eprintln!("records were lost: not judged");
         return;
     }
-    assert_eq!(allocations, 0, "heap allocations over {samples} samples");
+    assert_eq!(
+        allocations,
+        0,
+        "heap allocations over {samples} samples; the first at {}",
+        crate::first_allocation()
+    );
 }

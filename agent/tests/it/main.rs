@@ -28,10 +28,31 @@ thread_local! {
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// Where the first counted allocation was made, for the failure message.
+static FIRST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 fn note() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if COUNTING.try_with(Cell::get).unwrap_or(false)
+        && ALLOCATIONS.fetch_add(1, Ordering::Relaxed) == 0
+    {
+        // Not counted: the capture allocates.
+        COUNTING.with(|c| c.set(false));
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        if let Ok(mut first) = FIRST.lock() {
+            *first = Some(trace);
+        }
+        COUNTING.with(|c| c.set(true));
     }
+}
+
+/// The backtrace of the first allocation counted since the process started,
+/// if any.
+pub fn first_allocation() -> String {
+    FIRST
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .unwrap_or_default()
 }
 
 // SAFETY: defers every operation to the system allocator unchanged.

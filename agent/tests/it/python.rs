@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Running, Stack, find_program, profile_pid};
+use crate::support::{Running, Stack, find_program, profile_pid, profile_pid_with};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -195,6 +195,50 @@ fn pyenv_python39_threads_show_their_own_functions() {
 #[test]
 fn debian_python3_threads_show_their_own_functions() {
     threads(Path::new("/usr/bin/python3"));
+}
+
+/// Worker processes forked by multiprocessing (a pre-forking server's
+/// shape): each new process is looked at when first sampled, and its
+/// samples show the pool's worker loop down to the task.
+#[test]
+fn forked_workers_show_their_functions() {
+    let script = script("python_workers.py");
+    let python = find_program("python3.12", "3.12");
+    let w = Running::start(Command::new(&python).arg(&script).arg("12"));
+    std::thread::sleep(Duration::from_millis(500));
+    // The workers are children of the workload: select them by name too.
+    let stacks = profile_pid_with(w.pid(), 10, &["--exe", "python3.12"]);
+    let parent = i64::from(w.pid());
+    let _ = w.output();
+    let workers: Vec<&Stack> = stacks
+        .iter()
+        .filter(|s| s.pid.is_some_and(|p| p != parent))
+        .filter(|s| {
+            let pid = s.pid;
+            stacks
+                .iter()
+                .any(|o| o.pid == pid && position(o, "crunch", &script).is_some())
+        })
+        .collect();
+    let total: i64 = workers.iter().map(|s| s.samples).sum();
+    let pool = |s: &Stack| {
+        s.frames
+            .iter()
+            .position(|f| f.name == "worker" && f.file.ends_with("pool.py"))
+    };
+    let crunch: i64 = workers
+        .iter()
+        .filter(
+            |s| matches!((position(s, "crunch", &script), pool(s)), (Some(a), Some(b)) if a < b),
+        )
+        .map(|s| s.samples)
+        .sum();
+    println!("forked workers: {total} samples, {crunch} in crunch under the pool's worker loop");
+    assert!(total >= 1000, "only {total} samples of the workers");
+    assert!(
+        crunch as f64 >= 0.95 * total as f64,
+        "{crunch} of {total} in crunch under pool.worker"
+    );
 }
 
 /// With `-X perf` too, each Python function shows once: by name from its
