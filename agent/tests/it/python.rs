@@ -173,8 +173,9 @@ fn threads(python: &Path) {
         "{}: {workers} samples in threads, {with_python} with Python frames, worker_a {a}, worker_b {b}",
         python.display()
     );
-    // One core's worth: the threads take turns holding the GIL.
-    assert!(workers >= 600, "only {workers} samples in threads");
+    // At most one core's worth (the threads take turns holding the GIL),
+    // less beside another test's load: enough to judge a 98 % share.
+    assert!(workers >= 300, "only {workers} samples in threads");
     assert!(
         with_python as f64 >= 0.98 * workers as f64,
         "{with_python} of {workers} thread samples show a Python frame"
@@ -234,7 +235,8 @@ fn forked_workers_show_their_functions() {
         .map(|s| s.samples)
         .sum();
     println!("forked workers: {total} samples, {crunch} in crunch under the pool's worker loop");
-    assert!(total >= 1000, "only {total} samples of the workers");
+    // Two cores' worth at most, less beside another test's load.
+    assert!(total >= 500, "only {total} samples of the workers");
     assert!(
         crunch as f64 >= 0.95 * total as f64,
         "{crunch} of {total} in crunch under pool.worker"
