@@ -341,13 +341,17 @@ impl Python {
 
     /// Drops copies no sample claimed in time, and what is known of
     /// processes gone without an exit record the sampler saw (those the
-    /// targets exclude); call once per window.
+    /// targets exclude, or whose record was lost); call once per window.
     pub fn expire(&mut self, now: u64) {
-        let kinds = &self.proc_kinds;
+        let (kinds, threads) = (&self.proc_kinds, &self.threads);
         self.procs.retain(|pid, p| {
-            let live = p.is_some() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+            let live = std::path::Path::new(&format!("/proc/{pid}")).exists();
             if !live {
                 let _ = kinds.delete(&pid.to_ne_bytes());
+                // Its exit record was lost, or never looked at.
+                for tid in p.iter().flat_map(|p| p.tids.keys().chain(p.native.keys())) {
+                    let _ = threads.delete(&tid.to_ne_bytes());
+                }
             }
             live
         });
