@@ -147,8 +147,6 @@ pub struct Code {
     pub linetable: Box<[u8]>,
     /// Address of its first bytecode unit in the process (3.11+).
     pub bytecode: u64,
-    pub lines: layout::LineTable,
-    pub instr: layout::Instr,
 }
 
 impl Loaded {
@@ -306,8 +304,6 @@ impl Loaded {
             first_line,
             linetable,
             bytecode: addr + l.code_bytecode,
-            lines: l.lines,
-            instr: l.instr,
         })
     }
 

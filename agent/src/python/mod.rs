@@ -33,7 +33,6 @@ use crate::sample::record::Sample;
 use crate::symbolize::Resolved;
 use interp::{Code, Image, Loaded, NotSupported};
 use layout::LAYOUTS;
-pub use layout::Layout;
 
 /// Module id of Python frames (`addr` is a [`Python`] frame id).
 pub const PYTHON: u32 = u32::MAX - 3;
@@ -212,9 +211,7 @@ impl Python {
         if let Some(Some(p)) = self.procs.remove(&pid) {
             for tid in p.tids.into_keys().chain(p.native.into_keys()) {
                 let _ = self.threads.delete(&tid.to_ne_bytes());
-                if let Some(q) = self.pending.remove(&tid) {
-                    self.spare.extend(q.into_iter().map(|c| c.frames));
-                }
+                self.drop_pending(tid);
             }
         }
     }
@@ -226,6 +223,11 @@ impl Python {
         {
             let _ = self.threads.delete(&tid.to_ne_bytes());
         }
+        self.drop_pending(tid);
+    }
+
+    /// Drops the copies waiting for samples of `tid`, keeping their buffers.
+    fn drop_pending(&mut self, tid: u32) {
         if let Some(q) = self.pending.remove(&tid) {
             self.spare.extend(q.into_iter().map(|c| c.frames));
         }

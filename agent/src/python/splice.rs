@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::interp::Code;
-use super::layout::{Entry, Instr, LineTable};
+use super::layout::{Entry, Instr, Layout, LineTable};
 use super::{Copy, OWNED_BY_CSTACK, PYTHON, PyProcess, Python, RawFrame, lines, program};
 use crate::aggregate::{ANON, Frame, MARK_TRUNCATED, MARKER};
 use crate::symbolize::{Line, Resolved};
@@ -146,7 +146,7 @@ fn frame_id(p: &mut PyProcess, raw: &RawFrame, namer: &mut Namer<'_>) -> u64 {
         p.codes.clear();
         p.frames.clear();
     }
-    let loaded = &p.loaded;
+    let (loaded, layout) = (&p.loaded, p.loaded.image.layout());
     let code = p
         .codes
         .entry(raw.code)
@@ -157,7 +157,7 @@ fn frame_id(p: &mut PyProcess, raw: &RawFrame, namer: &mut Namer<'_>) -> u64 {
     // 3.11 and 3.12 point at the last instruction begun (one before the
     // first at a function's start), 3.13 at the current one; before 3.11
     // the frame holds `f_lasti` (-1 before the first instruction).
-    let unit = match code.instr {
+    let unit = match layout.instr {
         Instr::Pointer => {
             (raw.instr.wrapping_sub(code.bytecode) / 2).min(u64::from(u32::MAX)) as u32
         }
@@ -166,14 +166,14 @@ fn frame_id(p: &mut PyProcess, raw: &RawFrame, namer: &mut Namer<'_>) -> u64 {
     if let Some(&id) = p.frames.get(&(raw.code, unit)) {
         return id;
     }
-    let id = name_code(code, unit, namer);
+    let id = name_code(code, layout, unit, namer);
     p.frames.insert((raw.code, unit), id);
     id
 }
 
-fn name_code(code: &Code, unit: u32, namer: &mut Namer<'_>) -> u64 {
+fn name_code(code: &Code, layout: &Layout, unit: u32, namer: &mut Namer<'_>) -> u64 {
     let table = &code.linetable;
-    let line = match (code.lines, code.instr) {
+    let line = match (layout.lines, layout.instr) {
         (LineTable::Locations, _) => lines::line_of(table, code.first_line, unit),
         (LineTable::Lnotab, _) => lines::lnotab_line(table, code.first_line, unit),
         (LineTable::Pep626, Instr::LastiUnits) => {
