@@ -255,6 +255,7 @@ fn process_loop(
 ) -> Option<Shipper> {
     let mut symbolizer = Symbolizer::new(1 << 20, config.max_debug_info_bytes);
     symbolizer.drop_file_pages = !config.shares_process;
+    symbolizer.debug_dirs = config.debug_dirs.clone();
     let mut cpu = CpuCheck::new(config.cpu_budget_percent);
     let protocol = if config.pyroscope {
         Protocol::Pyroscope

@@ -87,6 +87,10 @@ pub struct Config {
     /// their symbol table only (default 48 MiB): debug builds carry hundreds
     /// of MiB that would blow the memory budget.
     pub max_debug_info_bytes: u64,
+    /// Directories whose `.build-id/xx/rest.debug` files name the frames of
+    /// stripped files (default `/usr/lib/debug`, where distributions'
+    /// debug packages install them); `.gnu_debuglink` is followed too.
+    pub debug_dirs: Vec<std::path::PathBuf>,
     /// Serve the agent's own metrics on `GET /metrics` at this address (default: off).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Sample only this process, in user space (set by the embedded
@@ -224,6 +228,7 @@ impl Default for Config {
             memory_budget_bytes: 100 << 20,
             max_frames_per_window: 4 << 20,
             max_debug_info_bytes: 48 << 20,
+            debug_dirs: vec![std::path::PathBuf::from("/usr/lib/debug")],
             metrics_listen: None,
             own_process: false,
             shares_process: false,

@@ -7,7 +7,10 @@
 //! Allocation profiles have `alloc_objects/count` and `alloc_space/bytes`,
 //! estimates (each sample stands for `period` calls), and the period type
 //! `calls/count`. Locations keep their module (a pprof mapping with path
-//! and build ID) and offset; functions are interned by name and file.
+//! and build ID) and offset; functions are interned by name and file. A
+//! frame no symbol named, in a file with a build id, is a location without
+//! lines whose address is the file's own virtual address, in a mapping that
+//! is the file's segment: the server names it once it has a debug file.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -124,6 +127,8 @@ struct Builder {
     functions: HashMap<(Arc<str>, Arc<str>), u64>,
     locations: HashMap<(u32, Frame), u64>,
     mappings: HashMap<u32, usize>,
+    // (module, segment offset) -> mapping id, for frames no symbol named.
+    segment_mappings: HashMap<(u32, u64), u64>,
     samples: HashMap<(u32, u32, u32), usize>,
     total: u64,
 }
@@ -166,6 +171,7 @@ impl Builder {
             functions: HashMap::new(),
             locations: HashMap::new(),
             mappings: HashMap::new(),
+            segment_mappings: HashMap::new(),
             samples: HashMap::new(),
             total: 0,
         }
@@ -176,8 +182,14 @@ impl Builder {
         if let Some(&id) = self.locations.get(&key) {
             return id;
         }
-        let mapping_id = self.mapping(w, frame);
         let resolved = Arc::clone(names.get(pid, frame));
+        if !resolved.named
+            && let Some(id) = self.unnamed_location(w, frame)
+        {
+            self.locations.insert(key, id);
+            return id;
+        }
+        let mapping_id = self.mapping(w, frame);
         let line = resolved
             .lines
             .iter()
@@ -201,6 +213,43 @@ impl Builder {
         });
         self.locations.insert(key, id);
         id
+    }
+
+    /// A frame no symbol named, in a file with a build id: a location
+    /// without lines whose address is the file's own virtual address, in a
+    /// mapping that is the file's segment, so the server can name it from a
+    /// debug file and every reader still computes the same file offset.
+    fn unnamed_location(&mut self, w: &Window, frame: Frame) -> Option<u64> {
+        let info = w.modules.get(&frame.module)?;
+        let build_id = info.build_id.get().filter(|b| !b.is_empty())?;
+        let seg = info.segment_of(frame.addr)?;
+        let key = (frame.module, seg.offset);
+        let mapping_id = match self.segment_mappings.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.profile.mapping.len() as u64 + 1;
+                self.profile.mapping.push(proto::Mapping {
+                    id,
+                    memory_start: seg.vaddr,
+                    memory_limit: seg.vaddr.saturating_add(seg.filesz),
+                    file_offset: seg.offset,
+                    filename: self.strings.intern(&info.path),
+                    build_id: self.strings.intern(&hex(Some(build_id))),
+                    ..proto::Mapping::default()
+                });
+                self.segment_mappings.insert(key, id);
+                id
+            }
+        };
+        let id = self.profile.location.len() as u64 + 1;
+        self.profile.location.push(proto::Location {
+            id,
+            mapping_id,
+            address: seg.vaddr.wrapping_add(frame.addr - seg.offset),
+            line: Vec::new(),
+            is_folded: false,
+        });
+        Some(id)
     }
 
     fn function(&mut self, name: &Arc<str>, file: &Arc<str>) -> u64 {
@@ -270,7 +319,8 @@ impl Builder {
     }
 }
 
-fn hex(bytes: Option<&[u8]>) -> String {
+/// Bytes as lowercase hex.
+pub(crate) fn hex(bytes: Option<&[u8]>) -> String {
     let mut s = String::new();
     for b in bytes.unwrap_or(&[]) {
         let _ = write!(s, "{b:02x}");

@@ -147,7 +147,51 @@ impl Client {
             request = request.header("X-Scope-OrgID", tenant);
         }
         tracing::debug!(%url, ?params, "GET");
-        let mut response = request.call().map_err(|e| self.unreachable(&e))?;
+        let response = request.call().map_err(|e| self.unreachable(&e))?;
+        self.answer(url, response, limit)
+    }
+
+    /// `PUT path` with a file as the body (no overall time limit: a large
+    /// debug file takes what it takes); the answer read up to `limit`.
+    pub(crate) fn put_file(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let body = std::fs::File::open(file).map_err(|e| Error::file(file, "cannot open", e))?;
+        let len = body
+            .metadata()
+            .map_err(|e| Error::file(file, "cannot read", e))?
+            .len();
+        let mut request = self
+            .http
+            .put(&url)
+            .header("Content-Length", len.to_string())
+            .header("Content-Type", "application/octet-stream")
+            .config()
+            .timeout_global(None)
+            .build();
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        tracing::debug!(%url, bytes = len, "PUT");
+        let response = request.send(&body).map_err(|e| self.unreachable(&e))?;
+        self.answer(url, response, limit)
+    }
+
+    /// A 2xx answer's body up to `limit` bytes; any other status is an
+    /// error carrying the server's message.
+    fn answer(
+        &self,
+        url: String,
+        mut response: ureq::http::Response<ureq::Body>,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
         let status = response.status();
         if !status.is_success() {
             let body = response

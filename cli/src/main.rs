@@ -5,6 +5,7 @@ mod chart;
 mod client;
 mod compare;
 mod convert;
+mod debuginfo;
 mod diff;
 mod error;
 mod gate;
@@ -181,6 +182,26 @@ enum Command {
         #[arg(long, value_name = "TITLE")]
         title: Option<String>,
     },
+    /// Debug files the server names stripped binaries' frames with.
+    Debuginfo {
+        #[command(subcommand)]
+        command: DebuginfoCommand,
+    },
+}
+
+/// `firewatch debuginfo ...`.
+#[derive(Debug, Subcommand)]
+enum DebuginfoCommand {
+    /// Upload debug files (`objcopy --only-keep-debug` output, a dbgsym
+    /// package's `.debug` file, or an unstripped binary), each filed by its
+    /// GNU build id; files the server already holds are skipped.
+    Upload {
+        /// ELF files with a build id and a symbol table or DWARF.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// What `top` ranks by.
@@ -327,6 +348,9 @@ fn run(command: Command) -> Result<Outcome> {
             icicle,
             title,
         } => convert::run(&file, &output, sample_type.as_deref(), icicle, title)?,
+        Command::Debuginfo {
+            command: DebuginfoCommand::Upload { files, server },
+        } => debuginfo::upload(&Client::new(&server)?, &files)?,
     }
     Ok(Outcome::Done)
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use firewatch_agent::Agent;
 use firewatch_agent::metrics::Metrics;
 use firewatch_server::config::{Cli as ServerCli, Config, FileConfig};
+use firewatch_server::symbols::Symbols;
 use firewatch_server::{AppState, Store, app, maintain};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -204,7 +205,8 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Up(format!("cannot listen on {addr}: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let state = AppState::new(store.clone(), config.limits.clone());
+        let state = AppState::new(store.clone(), config.limits.clone())
+            .with_symbols(Symbols::new(config.debuginfo.clone()));
         let tasks = maintain::spawn(
             &store,
             &state.metrics,

@@ -29,7 +29,8 @@ impl SampleType {
 }
 
 /// A function as frames name it. Two frames are the same function when name,
-/// file and start line all match; empty file and zero line mean "unknown".
+/// file, start line and object address all match; empty file and zero line
+/// mean "unknown".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Function<'a> {
     /// Demangled name, or `module+0xoffset` for frames no symbol names.
@@ -38,6 +39,41 @@ pub struct Function<'a> {
     pub file: &'a str,
     /// First line of the function in `file`, 0 when unknown.
     pub line: u32,
+    /// For a frame no symbol named: where it sits in its object file, so a
+    /// debug file found later can name it. `None` for named frames.
+    pub address: Option<ObjectAddress<'a>>,
+}
+
+/// An instruction's place in an object file identified by its build id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectAddress<'a> {
+    /// The file's GNU build id, lowercase hex.
+    pub build_id: &'a str,
+    /// The address in the file's own link-time address space: what its
+    /// symbol table and debug information (and `addr2line -e FILE`) use.
+    pub address: u64,
+}
+
+impl ObjectAddress<'_> {
+    /// Whether `s` is a build id as [`ObjectAddress::build_id`] holds it:
+    /// 2 to 128 lowercase hex digits, an even number (so it can name a file).
+    pub fn is_build_id(s: &str) -> bool {
+        (2..=128).contains(&s.len())
+            && s.len().is_multiple_of(2)
+            && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
+impl<'a> Function<'a> {
+    /// A function known by name, file and line only.
+    pub fn named(name: &'a str, file: &'a str, line: u32) -> Function<'a> {
+        Function {
+            name,
+            file,
+            line,
+            address: None,
+        }
+    }
 }
 
 /// A function as stored: spans into the profile's text arena, and its hash.
@@ -48,8 +84,14 @@ struct FunctionEntry {
     name: (u32, u32),
     file: (u32, u32),
     line: u32,
+    /// Build id span and address; `build_id == NO_ADDRESS` means none.
+    build_id: (u32, u32),
+    address: u64,
     hash: u64,
 }
+
+/// Marks a [`FunctionEntry`] without an object address.
+const NO_ADDRESS: (u32, u32) = (0, u32::MAX);
 
 /// A profile built for merging and querying.
 ///
@@ -86,8 +128,11 @@ fn hash_of<T: Hash + ?Sized>(value: &T) -> u64 {
     HASHER.hash_one(value)
 }
 
-fn function_hash(name: &str, file: &str, line: u32) -> u64 {
-    hash_of(&(name, file, line))
+fn function_hash(f: &Function<'_>) -> u64 {
+    match f.address {
+        None => hash_of(&(f.name, f.file, f.line)),
+        Some(a) => hash_of(&(f.name, f.file, f.line, a.build_id, a.address)),
+    }
 }
 
 impl Profile {
@@ -144,20 +189,41 @@ impl Profile {
             name: self.span(e.name),
             file: self.span(e.file),
             line: e.line,
+            address: (e.build_id != NO_ADDRESS).then(|| ObjectAddress {
+                build_id: self.span(e.build_id),
+                address: e.address,
+            }),
         }
     }
 
-    /// The id of a function, interning it on first sight.
+    /// The id of a function known by name, file and line, interning it on
+    /// first sight.
     pub fn intern_function(&mut self, name: &str, file: &str, line: u32) -> FuncId {
-        self.intern_function_hashed(function_hash(name, file, line), name, file, line)
+        self.intern(Function::named(name, file, line))
     }
 
-    fn intern_function_hashed(&mut self, hash: u64, name: &str, file: &str, line: u32) -> FuncId {
+    /// The id of a function, interning it on first sight.
+    pub fn intern(&mut self, f: Function<'_>) -> FuncId {
+        self.intern_function_hashed(function_hash(&f), f)
+    }
+
+    fn intern_function_hashed(&mut self, hash: u64, f: Function<'_>) -> FuncId {
         let (functions, text) = (&self.functions, &self.text);
         let span = |(start, end): (u32, u32)| &text[start as usize..end as usize];
         if let Some(&id) = self.function_index.find(hash, |&id| {
             let e = &functions[id as usize];
-            e.hash == hash && e.line == line && span(e.name) == name && span(e.file) == file
+            e.hash == hash
+                && e.line == f.line
+                && span(e.name) == f.name
+                && span(e.file) == f.file
+                && match f.address {
+                    None => e.build_id == NO_ADDRESS,
+                    Some(a) => {
+                        e.build_id != NO_ADDRESS
+                            && e.address == a.address
+                            && span(e.build_id) == a.build_id
+                    }
+                }
         }) {
             return id;
         }
@@ -167,10 +233,18 @@ impl Profile {
             self.text.push_str(s);
             (start, self.text.len() as u32)
         };
+        let name = push(f.name);
+        let file = push(f.file);
+        let (build_id, address) = match f.address {
+            Some(a) => (push(a.build_id), a.address),
+            None => (NO_ADDRESS, 0),
+        };
         let entry = FunctionEntry {
-            name: push(name),
-            file: push(file),
-            line,
+            name,
+            file,
+            line: f.line,
+            build_id,
+            address,
             hash,
         };
         self.functions.push(entry);
@@ -183,8 +257,7 @@ impl Profile {
     /// The id in `self` of function `id` of `other`, interning it on first sight.
     pub(crate) fn import_function(&mut self, other: &Profile, id: FuncId) -> FuncId {
         let e = &other.functions[id as usize];
-        let f = other.resolve(e);
-        self.intern_function_hashed(e.hash, f.name, f.file, f.line)
+        self.intern_function_hashed(e.hash, other.resolve(e))
     }
 
     /// Number of distinct stacks.

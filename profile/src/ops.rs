@@ -2,9 +2,40 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{FuncId, Profile};
+use crate::model::{FuncId, Function, Profile};
 
 impl Profile {
+    /// A copy in which each function that `with` (indexed by [`FuncId`])
+    /// gives frames for is replaced by them, outermost first, in every
+    /// stack: how frames named after the fact (an unnamed address whose
+    /// debug file arrived, with its inlined calls) take their place.
+    /// Stacks that become equal merge.
+    pub fn replace_functions(&self, with: &[Option<Vec<Function<'_>>>]) -> Profile {
+        let mut out = self.empty_like(self.sample_types().to_vec());
+        let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(self.function_count());
+        let mut ids: Vec<FuncId> = Vec::with_capacity(self.function_count());
+        for (i, f) in self.functions().enumerate() {
+            let start = ids.len() as u32;
+            match with.get(i).and_then(Option::as_ref) {
+                Some(frames) if !frames.is_empty() => {
+                    ids.extend(frames.iter().map(|&g| out.intern(g)));
+                }
+                _ => ids.push(out.intern(f)),
+            }
+            ranges.push((start, ids.len() as u32));
+        }
+        let mut stack = Vec::with_capacity(64);
+        for (frames, values) in self.samples() {
+            stack.clear();
+            for &f in frames {
+                let (a, b) = ranges[f as usize];
+                stack.extend_from_slice(&ids[a as usize..b as usize]);
+            }
+            out.add_sample(&stack, values);
+        }
+        out
+    }
+
     /// Adds every sample of `other` to `self`, summing per stack.
     ///
     /// Sample types are matched by kind and unit; a type only `other` has

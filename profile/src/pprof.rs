@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::model::{FuncId, Profile, SampleType};
+use crate::model::{FuncId, Function, ObjectAddress, Profile, SampleType};
 
 mod inflate;
 mod wire;
@@ -246,6 +246,7 @@ impl Profile {
                     memory_start: m.memory_start,
                     file_offset: m.file_offset,
                     filename: m.filename,
+                    build_id: m.build_id,
                 },
             );
         }
@@ -259,8 +260,11 @@ impl Profile {
             let start = loc_frames.len() as u32;
             if loc.line.is_empty() {
                 let mapping = mappings.get(&loc.mapping_id).copied();
-                unsymbolized_name(&mut name, loc.address, mapping, &strings)?;
-                loc_frames.push(out.intern_function(&name, "", 0));
+                let address = unsymbolized_name(&mut name, loc.address, mapping, &strings)?;
+                loc_frames.push(out.intern(Function {
+                    address,
+                    ..Function::named(&name, "", 0)
+                }));
             } else {
                 for line in loc.line.iter().rev() {
                     let id = functions
@@ -311,8 +315,45 @@ impl Profile {
         });
         let mut function = Vec::with_capacity(self.function_count());
         let mut location = Vec::with_capacity(self.function_count());
+        let mut mapping = vec![proto::Mapping {
+            id: 1,
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+            ..proto::Mapping::default()
+        }];
+        // Unnamed frames' files, by (module, build id, address - offset).
+        let mut objects: FxHashMap<(&str, &str, i128), usize> = FxHashMap::default();
         for (i, f) in self.functions().enumerate() {
             let id = i as u64 + 1;
+            if let Some((a, (module, offset))) = f.address.zip(split_unsymbolized(f.name)) {
+                // A location without lines in a mapping that gives back the
+                // name's offset, as readers compute it from the address.
+                let delta = i128::from(a.address) - i128::from(offset);
+                let m = *objects
+                    .entry((module, a.build_id, delta))
+                    .or_insert_with(|| {
+                        mapping.push(proto::Mapping {
+                            id: mapping.len() as u64 + 1,
+                            memory_start: u64::try_from(delta).unwrap_or(0),
+                            file_offset: u64::try_from(-delta).unwrap_or(0),
+                            filename: table.intern(module),
+                            build_id: table.intern(a.build_id),
+                            ..proto::Mapping::default()
+                        });
+                        mapping.len() - 1
+                    });
+                mapping[m].memory_limit = mapping[m].memory_limit.max(a.address.saturating_add(1));
+                location.push(proto::Location {
+                    id,
+                    mapping_id: mapping[m].id,
+                    address: a.address,
+                    line: Vec::new(),
+                    is_folded: false,
+                });
+                continue;
+            }
             function.push(proto::Function {
                 id,
                 name: table.intern(f.name),
@@ -340,14 +381,6 @@ impl Profile {
                 label: Vec::new(),
             })
             .collect();
-        let mapping = vec![proto::Mapping {
-            id: 1,
-            has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            has_inline_frames: true,
-            ..proto::Mapping::default()
-        }];
         proto::Profile {
             sample_type,
             sample,
@@ -377,19 +410,28 @@ struct MappingRef {
     /// String index of the mapped file's path, checked only when a location
     /// without lines uses this mapping.
     filename: i64,
+    /// String index of the file's build id, likewise.
+    build_id: i64,
 }
 
 /// Names a location without lines into `out` (cleared first):
 /// `module+0xoffset` with the mapped file's base name and the offset in that
 /// file, or `0xaddress` without a mapping or a file name. `out` is reused
 /// so the wire reader formats without allocating per location.
-fn unsymbolized_name<S: AsRef<str>>(
+///
+/// Returns the location's object address when its mapping names the file
+/// and carries a build id ([`ObjectAddress::is_build_id`]; any other is
+/// ignored): the address is taken as one in the file's link-time address
+/// space, which is what a mapping describing the file's own segment
+/// (`memory_start` its virtual address, `file_offset` its offset) gives.
+fn unsymbolized_name<'s, S: AsRef<str>>(
     out: &mut String,
     address: u64,
     mapping: Option<MappingRef>,
-    strings: &Strings<'_, S>,
-) -> Result<()> {
+    strings: &Strings<'s, S>,
+) -> Result<Option<ObjectAddress<'s>>> {
     out.clear();
+    let mut object = None;
     let module = match mapping {
         Some(m) => {
             let path = strings.get(m.filename, "mapping.filename")?;
@@ -397,6 +439,12 @@ fn unsymbolized_name<S: AsRef<str>>(
             let offset = address
                 .wrapping_sub(m.memory_start)
                 .wrapping_add(m.file_offset);
+            if !module.is_empty() {
+                let build_id = strings.get(m.build_id, "mapping.build_id")?;
+                if ObjectAddress::is_build_id(build_id) {
+                    object = Some(ObjectAddress { build_id, address });
+                }
+            }
             (!module.is_empty()).then_some((module, offset))
         }
         None => None,
@@ -406,7 +454,13 @@ fn unsymbolized_name<S: AsRef<str>>(
         Some((module, offset)) => write!(out, "{module}+0x{offset:x}"),
         None => write!(out, "0x{address:x}"),
     };
-    Ok(())
+    Ok(object)
+}
+
+/// Splits `module+0xoffset` into module and offset.
+fn split_unsymbolized(name: &str) -> Option<(&str, u64)> {
+    let (module, hex) = name.rsplit_once("+0x")?;
+    Some((module, u64::from_str_radix(hex, 16).ok()?))
 }
 
 /// Builds a pprof string table, entry 0 being "".

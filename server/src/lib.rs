@@ -11,6 +11,7 @@
 pub mod annotate;
 pub mod auth;
 pub mod config;
+pub mod debuginfo;
 pub mod error;
 pub mod http;
 pub mod ingest;
@@ -21,6 +22,7 @@ pub mod ratelimit;
 pub mod selector;
 pub mod serve;
 pub mod store;
+pub mod symbols;
 pub mod time;
 pub mod web;
 
@@ -40,6 +42,8 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, RateLimits};
 pub use crate::serve::serve;
 pub use crate::store::Store;
+use crate::store::{Merged, Selection};
+use crate::symbols::Symbols;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -54,6 +58,8 @@ pub struct AppState {
     pub rate: Arc<RateLimiter>,
     /// The server's own metrics.
     pub metrics: Arc<Metrics>,
+    /// Debug files and the names they give unnamed frames.
+    pub symbols: Arc<Symbols>,
 }
 
 impl AppState {
@@ -66,7 +72,30 @@ impl AppState {
             auth: Arc::new(Auth::disabled()),
             rate: Arc::new(RateLimiter::default()),
             metrics: Arc::new(Metrics::new()),
+            symbols: Arc::new(Symbols::default()),
         }
+    }
+
+    /// With this symbolizer (debug files, debuginfod).
+    pub fn with_symbols(self, symbols: Symbols) -> AppState {
+        AppState {
+            symbols: Arc::new(symbols),
+            ..self
+        }
+    }
+
+    /// The merged profile of a selection, with the frames a debug file
+    /// names now named: every query reads profiles through here.
+    pub async fn select(
+        &self,
+        selection: &Selection,
+        step_ms: Option<i64>,
+    ) -> Result<Merged, ApiError> {
+        let mut merged = self.store.select(selection, step_ms).await?;
+        self.symbols
+            .name_frames(&selection.tenant, &mut merged.profile)
+            .await;
+        Ok(merged)
     }
 
     /// With these tokens (authentication is on when there is one).
@@ -99,6 +128,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(ingest::routes().route_layer(from_fn_with_state(s.clone(), auth::require_ingest)))
+        .merge(debuginfo::routes().route_layer(from_fn_with_state(s.clone(), auth::require_ingest)))
         .merge(query::routes().route_layer(from_fn_with_state(s.clone(), auth::require_query)))
         .merge(
             annotate::routes()

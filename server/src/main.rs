@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use firewatch_server::auth::Auth;
 use firewatch_server::config::{Cli, Config, LogFormat};
+use firewatch_server::symbols::Symbols;
 use firewatch_server::{AppState, Store, app, maintain, serve};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -52,7 +53,20 @@ async fn main() -> anyhow::Result<()> {
 
     let state = AppState::new(store.clone(), config.limits.clone())
         .with_auth(auth)
-        .with_rate_limits(config.ingest_rate.clone());
+        .with_rate_limits(config.ingest_rate.clone())
+        .with_symbols(Symbols::new(config.debuginfo.clone()));
+    match (
+        &config.debuginfo.dir,
+        config.debuginfo.debuginfod_urls.is_empty(),
+    ) {
+        (Some(dir), true) => tracing::info!(dir = %dir.display(), "debug files: uploads kept"),
+        (Some(dir), false) => tracing::info!(
+            dir = %dir.display(),
+            debuginfod = ?config.debuginfo.debuginfod_urls,
+            "debug files: uploads kept, missing ones fetched"
+        ),
+        (None, _) => tracing::info!("debug files: none kept (no --debuginfo-dir)"),
+    }
     let metrics = state.metrics.clone();
     let (stop, stopped) = watch::channel(false);
     if config.retention.is_none() {

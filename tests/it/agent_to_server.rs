@@ -3,11 +3,11 @@
 //! shows the workload's functions with their shares.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use firewatch_agent::{Agent, Config};
+use firewatch_agent::Config;
 
-use crate::support::{Server, build_workload};
+use crate::support::{Server, build_workload, profile_until_exit};
 
 /// Self value per frame name from folded text.
 fn self_values(folded: &str) -> std::collections::HashMap<String, i64> {
@@ -43,14 +43,7 @@ fn agent_ships_to_the_server_and_render_shows_the_workload() {
         },
         ..Config::default()
     };
-    let agent = Agent::start(config).expect("agent starts (run the tests as root)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().ok().flatten().is_none() {
-        assert!(Instant::now() < deadline, "workload did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let metrics = agent.stop(Duration::from_secs(20));
-    assert_eq!(metrics.profiles_dropped, 0, "{metrics:?}");
+    profile_until_exit(&mut child, config);
 
     let http: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

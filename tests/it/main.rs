@@ -6,4 +6,5 @@ mod support;
 
 mod agent_to_server;
 mod outage;
+mod stripped;
 mod ui;

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use firewatch_agent::{Agent, Config};
 use firewatch_server::store::{Store, StoreOptions};
+use firewatch_server::symbols::Symbols;
 use firewatch_server::{AppState, IngestLimits, app};
 
 pub struct Server {
@@ -18,6 +20,11 @@ pub struct Server {
 impl Server {
     /// Serves SQLite at `db` on `port` (0: any free port).
     pub fn start(db: &Path, port: u16) -> Server {
+        Server::start_with(db, port, Symbols::default())
+    }
+
+    /// Serves SQLite at `db` on `port`, naming frames with `symbols`.
+    pub fn start_with(db: &Path, port: u16, symbols: Symbols) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -36,7 +43,8 @@ impl Server {
                 .expect("bind");
             let listener = socket.listen(128).expect("listen");
             let addr = listener.local_addr().expect("address");
-            let app = app(AppState::new(store.clone(), IngestLimits::default()));
+            let state = AppState::new(store.clone(), IngestLimits::default()).with_symbols(symbols);
+            let app = app(state);
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
             });
@@ -66,11 +74,16 @@ impl Server {
 /// Builds the agent's C ground-truth workload under a distinctive name:
 /// the agent names the service after the executable.
 pub fn build_workload(dir: &Path) -> PathBuf {
+    build_workload_as(dir, "fw_e2e_workload")
+}
+
+/// Builds the C workload as `dir/name`.
+pub fn build_workload_as(dir: &Path, name: &str) -> PathBuf {
     let source = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../agent/tests/data/workload.c"
     );
-    let out = dir.join("fw_e2e_workload");
+    let out = dir.join(name);
     let status = Command::new("gcc")
         .args([
             "-O2",
@@ -85,6 +98,19 @@ pub fn build_workload(dir: &Path) -> PathBuf {
         .expect("gcc is needed to build the workload (Debian: build-essential)");
     assert!(status.success(), "building the workload failed");
     out
+}
+
+/// Runs the agent with `config` until `child` exits (within 60 s), stops
+/// it and checks that it dropped no profile.
+pub fn profile_until_exit(child: &mut Child, config: Config) {
+    let agent = Agent::start(config).expect("agent starts (run the tests as root)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "workload did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = agent.stop(Duration::from_secs(20));
+    assert_eq!(metrics.profiles_dropped, 0, "{metrics:?}");
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::unwind::ElfImage;
+use crate::unwind::{ElfImage, LoadSegment};
 
 /// What symbolization needs to know about a module; shared with windows.
 pub struct ModuleInfo {
@@ -29,6 +29,9 @@ pub struct ModuleInfo {
     pub build_id: OnceLock<Vec<u8>>,
     /// Uncompressed size of its DWARF sections, once the file was parsed.
     pub debug_bytes: OnceLock<u64>,
+    /// Its loadable segments, once the file was parsed: they turn a file
+    /// offset into the address debug files know it by.
+    pub segments: OnceLock<Box<[LoadSegment]>>,
     /// The vDSO's image (it has no file).
     pub vdso: Option<Arc<ElfImage>>,
 }
@@ -40,6 +43,15 @@ impl ModuleInfo {
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map_or(0, |m| m.len())
+    }
+
+    /// The loadable segment holding file offset `offset`, once parsed.
+    pub fn segment_of(&self, offset: u64) -> Option<LoadSegment> {
+        self.segments
+            .get()?
+            .iter()
+            .find(|s| offset >= s.offset && offset - s.offset < s.filesz)
+            .copied()
     }
 
     /// A path through which the file can be read now: the original path if
@@ -156,6 +168,7 @@ impl Modules {
             file,
             build_id,
             debug_bytes: OnceLock::new(),
+            segments: OnceLock::new(),
             vdso,
         };
         self.entries.insert(
@@ -189,6 +202,7 @@ impl Modules {
                     let _ = entry.info.build_id.set(b);
                 }
                 let _ = entry.info.debug_bytes.set(image.debug_bytes);
+                let _ = entry.info.segments.set(image.load_segments().into());
             }
             entry.image = Some(image);
         }

@@ -82,6 +82,8 @@ pub struct Symbolizer {
     /// Hand back the pages of big files right after symbolizing them (not
     /// in a process the agent shares: its mappings are not the agent's).
     pub drop_file_pages: bool,
+    /// Directories whose `.build-id/` trees hold separate debug files.
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// A file at least this large has its pages dropped right after it is
@@ -115,6 +117,7 @@ impl Symbolizer {
             files: HashMap::new(),
             window: 0,
             drop_file_pages: false,
+            debug_dirs: vec![PathBuf::from("/usr/lib/debug")],
         }
     }
 
@@ -318,6 +321,9 @@ impl Symbolizer {
                 .collect();
         };
         self.files.insert(path.clone(), self.window);
+        if let Some(debug) = self.debug_file(info) {
+            return self.module_with_debug_file(info, &path, &debug, offsets);
+        }
         let mut elf = Elf::new(&path);
         elf.debug_syms = info
             .debug_bytes
@@ -346,6 +352,58 @@ impl Symbolizer {
                     Some(_) => {}
                     None => *l = Some(vec![(outer, String::new(), 0)]),
                 }
+            }
+        }
+        self.resolve_lines(offsets, lines, &info.name)
+    }
+
+    /// The separate debug file of a module, by build id, in the debug
+    /// directories (`DIR/.build-id/ab/cdef….debug`, where distributions
+    /// install their debug packages), if there is one.
+    fn debug_file(&self, info: &ModuleInfo) -> Option<PathBuf> {
+        let id = info.build_id.get().filter(|b| b.len() >= 2)?;
+        let hex = crate::pprof::hex(Some(id));
+        self.debug_dirs
+            .iter()
+            .map(|d| d.join(format!(".build-id/{}/{}.debug", &hex[..2], &hex[2..])))
+            .find(|p| p.is_file())
+    }
+
+    /// Names a module's frames from its separate debug file, which holds
+    /// no code, so addresses go by the module's own virtual addresses;
+    /// what it does not name is looked up in the module itself.
+    fn module_with_debug_file(
+        &mut self,
+        info: &ModuleInfo,
+        path: &PathBuf,
+        debug: &PathBuf,
+        offsets: &[u64],
+    ) -> Vec<Arc<Resolved>> {
+        self.files.insert(debug.clone(), self.window);
+        let vaddrs: Vec<u64> = offsets
+            .iter()
+            .map(|&o| {
+                info.segment_of(o)
+                    .map_or(u64::MAX, |s| s.vaddr.wrapping_add(o - s.offset))
+            })
+            .collect();
+        let mut elf = Elf::new(debug);
+        elf.debug_syms = std::fs::metadata(debug).is_ok_and(|m| m.len() <= self.max_debug_bytes);
+        let mut lines = self.blaze_lines(&Source::Elf(elf), Input::VirtOffset(&vaddrs));
+        let missing: Vec<u64> = offsets
+            .iter()
+            .zip(&lines)
+            .filter(|(_, l)| l.is_none())
+            .map(|(&o, _)| o)
+            .collect();
+        if !missing.is_empty() {
+            let mut elf = Elf::new(path);
+            elf.debug_syms = false;
+            let mut found = self
+                .blaze_lines(&Source::Elf(elf), Input::FileOffset(&missing))
+                .into_iter();
+            for l in lines.iter_mut().filter(|l| l.is_none()) {
+                *l = found.next().flatten();
             }
         }
         self.resolve_lines(offsets, lines, &info.name)

@@ -53,11 +53,16 @@ struct Section {
     file: Range<usize>,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct LoadSegment {
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
+/// A loadable segment: where its bytes sit in the file and in the file's
+/// own virtual address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadSegment {
+    /// File offset of its first byte (`p_offset`).
+    pub offset: u64,
+    /// Virtual address of its first byte as the file states it (`p_vaddr`).
+    pub vaddr: u64,
+    /// Bytes it takes in the file (`p_filesz`).
+    pub filesz: u64,
     exec: bool,
 }
 
@@ -184,6 +189,11 @@ impl ElfImage {
     /// The image's bytes (for symbolizing the vDSO from memory).
     pub fn bytes(&self) -> &[u8] {
         &self.backing
+    }
+
+    /// The file's loadable segments, in file order.
+    pub fn load_segments(&self) -> &[LoadSegment] {
+        &self.segments
     }
 
     /// The virtual address (as stated in the file) of a file offset.

@@ -30,7 +30,7 @@ use framehop::MustNotAllocateDuringUnwind;
 use framehop::x86_64::{CacheX86_64, UnwinderX86_64};
 
 pub use confirm::{Unconfirmed, Verdict, monotonic_ns};
-pub use elf::{Backing, ElfImage, SectionBytes, read_own_vdso};
+pub use elf::{Backing, ElfImage, LoadSegment, SectionBytes, read_own_vdso};
 pub use large::LargeRule;
 pub use live::read_exact;
 pub use walk::{Ending, Sampled, Space, WalkStats, Walker};

@@ -361,6 +361,24 @@ pub fn profile_pid(pid: u32, seconds: u32) -> Vec<Stack> {
     profile_pid_with(pid, seconds, &[])
 }
 
+/// CPU time a process has used so far (user + system), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // utime and stime are fields 14 and 15: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / hz
+}
+
 /// [`profile_pid`] with more agent arguments.
 pub fn profile_pid_with(pid: u32, seconds: u32, args: &[&str]) -> Vec<Stack> {
     let dir = std::env::temp_dir().join(format!("firewatch-fidelity-{pid}"));

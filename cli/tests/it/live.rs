@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use firewatch_server::store::{Store, StoreOptions};
+use firewatch_server::symbols::{Symbols, SymbolsOptions};
 use firewatch_server::{AppState, IngestLimits, app};
 
 /// A server running in its own runtime until dropped.
@@ -20,6 +21,7 @@ impl Server {
     pub fn start() -> Server {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("firewatch.db").display());
+        let debuginfo = dir.path().join("debuginfo");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -33,7 +35,13 @@ impl Server {
                 .await
                 .expect("bind");
             let addr = listener.local_addr().expect("address");
-            let app = app(AppState::new(store, IngestLimits::default()));
+            let symbols = Symbols::new(SymbolsOptions {
+                dir: Some(debuginfo),
+                max_file_bytes: 64 << 20,
+                tenant_quota_bytes: 64 << 20,
+                ..SymbolsOptions::default()
+            });
+            let app = app(AppState::new(store, IngestLimits::default()).with_symbols(symbols));
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
             });

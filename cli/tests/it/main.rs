@@ -3,6 +3,7 @@
 //! on a loopback port fed through its ingest API.
 
 mod convert;
+mod debuginfo;
 mod diff;
 mod errors;
 mod fixtures;

@@ -40,7 +40,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::model::{FuncId, Profile, SampleType};
+use crate::model::{FuncId, Function, Profile, SampleType};
 
 /// Reads an uncompressed `perftools.profiles.Profile` into the model.
 pub(super) fn profile(buf: &[u8], limits: &Limits) -> Result<Profile> {
@@ -614,6 +614,7 @@ fn mapping(bytes: &[u8]) -> Result<(u64, MappingRef)> {
         memory_start: 0,
         file_offset: 0,
         filename: 0,
+        build_id: 0,
     };
     let mut r = Reader::new(bytes, Msg::Mapping.name());
     while let Some((field, value)) = r.field()? {
@@ -622,6 +623,7 @@ fn mapping(bytes: &[u8]) -> Result<(u64, MappingRef)> {
             (2, Value::Varint(v)) => m.memory_start = v,
             (4, Value::Varint(v)) => m.file_offset = v,
             (5, Value::Varint(v)) => m.filename = v as i64,
+            (6, Value::Varint(v)) => m.build_id = v as i64,
             _ => check_field(Msg::Mapping, field, value)?,
         }
     }
@@ -676,8 +678,12 @@ impl Locations {
             return Err(no_function(function_id));
         }
         if lines == 0 {
-            unsymbolized_name(&mut self.name, address, mappings.get(mapping_id), strings)?;
-            self.frames.push(out.intern_function(&self.name, "", 0));
+            let object =
+                unsymbolized_name(&mut self.name, address, mappings.get(mapping_id), strings)?;
+            self.frames.push(out.intern(Function {
+                address: object,
+                ..Function::named(&self.name, "", 0)
+            }));
         } else {
             self.frames[start..].reverse();
         }

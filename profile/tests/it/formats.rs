@@ -154,6 +154,120 @@ fn pprof_inlined_and_unsymbolized_frames_are_kept() {
     assert_eq!(model.total(0), 7);
 }
 
+/// A frame no symbol named keeps its file's build id and link-time address
+/// through both decoders and back out to pprof, and only a well-formed
+/// build id is taken.
+#[test]
+fn unnamed_frames_keep_their_object_address() {
+    use firewatch_profile::{Function, ObjectAddress};
+    use pprof::proto;
+    let strings = [
+        "",
+        "samples",
+        "count",
+        "/opt/app/server",
+        "8425d14e9a",
+        "NOT-HEX",
+    ];
+    let mapping = |id, build_id| proto::Mapping {
+        id,
+        // The file's text segment: link-time address 0x401000 at offset 0x1000.
+        memory_start: 0x401000,
+        memory_limit: 0x402000,
+        file_offset: 0x1000,
+        filename: 3,
+        build_id,
+        ..Default::default()
+    };
+    let location = |id, mapping_id, address| proto::Location {
+        id,
+        mapping_id,
+        address,
+        ..Default::default()
+    };
+    let p = proto::Profile {
+        sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }],
+        string_table: strings.iter().map(|s| s.to_string()).collect(),
+        mapping: vec![mapping(1, 4), mapping(2, 5)],
+        location: vec![location(1, 1, 0x401139), location(2, 2, 0x401170)],
+        sample: vec![proto::Sample {
+            location_id: vec![1, 2],
+            value: vec![3],
+            label: vec![],
+        }],
+        ..Default::default()
+    };
+    let bytes = pprof::encode(&p);
+    let limits = Limits::default();
+    for model in [
+        Profile::from_pprof(&p, &limits).unwrap(),
+        Profile::from_pprof_bytes(&bytes, &limits).unwrap(),
+    ] {
+        let frames: Vec<Function<'_>> = model.stack(0).iter().map(|&f| model.function(f)).collect();
+        assert_eq!(frames[0].name, "server+0x1170");
+        assert_eq!(
+            frames[0].address, None,
+            "a build id that is not hex is ignored"
+        );
+        assert_eq!(frames[1].name, "server+0x1139");
+        assert_eq!(
+            frames[1].address,
+            Some(ObjectAddress {
+                build_id: "8425d14e9a",
+                address: 0x401139
+            })
+        );
+        // Out to pprof and back: the same frames, the same addresses.
+        let again = Profile::from_pprof(&model.to_pprof(), &limits).unwrap();
+        let back: Vec<Function<'_>> = again.stack(0).iter().map(|&f| again.function(f)).collect();
+        assert_eq!(back, frames);
+    }
+    assert!(ObjectAddress::is_build_id("8425d14e9a"));
+    for bad in ["", "8", "ABCD", "8425d14e9g", "../etc", &"a".repeat(130)] {
+        assert!(!ObjectAddress::is_build_id(bad), "{bad:?}");
+    }
+}
+
+/// Naming frames after the fact: an unnamed frame becomes its functions
+/// (inlined calls after their caller) in every stack, and stacks that
+/// become equal merge.
+#[test]
+fn replaced_functions_take_the_frames_place() {
+    use firewatch_profile::{Function, ObjectAddress};
+    let mut p = Profile::new(vec![SampleType::new("samples", "count")]);
+    let main = p.intern_function("main", "", 0);
+    let at = |address| Function {
+        address: Some(ObjectAddress {
+            build_id: "abcd",
+            address,
+        }),
+        ..Function::named("app+0x10", "", 0)
+    };
+    let a = p.intern(at(0x10));
+    let b = p.intern(Function {
+        name: "app+0x20",
+        ..at(0x20)
+    });
+    assert_ne!(a, b);
+    p.add_sample(&[main, a], &[2]);
+    p.add_sample(&[main, b], &[3]);
+    let mut with = vec![None; p.function_count()];
+    with[a as usize] = Some(vec![Function::named("run", "run.c", 0)]);
+    with[b as usize] = Some(vec![
+        Function::named("run", "run.c", 0),
+        Function::named("step", "step.h", 0),
+    ]);
+    let named = p.replace_functions(&with);
+    let stacks: Vec<(Vec<&str>, i64)> = (0..named.stack_count() as u32)
+        .map(|s| (named.stack_names(s).collect(), named.values(s)[0]))
+        .collect();
+    assert_eq!(
+        stacks,
+        [(vec!["main", "run"], 2), (vec!["main", "run", "step"], 3)]
+    );
+    assert_eq!(named.total(0), 5);
+}
+
 #[test]
 fn malformed_pprof_references_are_named() {
     use pprof::proto;

@@ -34,8 +34,18 @@
 //! max_label_name_length = 1024
 //! max_label_value_length = 2048
 //! max_profiles_per_request = 1000
+//!
+//! [debuginfo]                  # see `debuginfo.rs`
+//! dir = "/var/lib/firewatch/debuginfo"
+//! debuginfod_urls = ["https://debuginfod.debian.net"]
+//! max_file_bytes = "1GiB"
+//! tenant_quota_bytes = "8GiB"
+//! cache_bytes = "4GiB"
+//! debuginfod_timeout = "30s"
+//! debuginfod_retry = "10m"
 //! ```
 
+mod debuginfo;
 mod security;
 mod sizes;
 
@@ -47,6 +57,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use self::debuginfo::FileDebuginfo;
 pub use self::security::is_loopback;
 use self::security::{TokenEntry, check_exposure, read_tokens_file, resolve_tokens};
 pub use self::sizes::parse_size;
@@ -56,6 +67,7 @@ use crate::ingest::IngestLimits;
 use crate::ratelimit::RateLimits;
 use crate::serve::TlsFiles;
 use crate::store::StoreOptions;
+use crate::symbols::SymbolsOptions;
 use crate::time::parse_duration;
 
 /// Default `--listen`.
@@ -199,6 +211,38 @@ pub struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Where uploaded and fetched debug files are kept [default: debuginfo/
+    /// beside a SQLite database; none for PostgreSQL].
+    #[arg(long, env = "FIREWATCH_DEBUGINFO_DIR", value_name = "PATH")]
+    pub debuginfo_dir: Option<PathBuf>,
+    /// debuginfod servers to fetch debug files from by build id,
+    /// space-separated [default: none].
+    #[arg(
+        long = "debuginfod-url",
+        env = "FIREWATCH_DEBUGINFOD_URLS",
+        value_name = "URLS"
+    )]
+    pub debuginfod_urls: Option<String>,
+    /// Largest debug file uploaded or fetched [default: 1GiB].
+    #[arg(long, env = "FIREWATCH_MAX_DEBUGINFO_BYTES", value_name = "SIZE")]
+    pub max_debuginfo_bytes: Option<String>,
+    /// Uploaded debug files one tenant may keep, in all [default: 8GiB].
+    #[arg(
+        long,
+        env = "FIREWATCH_DEBUGINFO_TENANT_QUOTA_BYTES",
+        value_name = "SIZE"
+    )]
+    pub debuginfo_tenant_quota_bytes: Option<String>,
+    /// Fetched debug files kept on disk, in all [default: 4GiB].
+    #[arg(long, env = "FIREWATCH_DEBUGINFO_CACHE_BYTES", value_name = "SIZE")]
+    pub debuginfo_cache_bytes: Option<String>,
+    /// How long one debuginfod request may take [default: 30s].
+    #[arg(long, env = "FIREWATCH_DEBUGINFOD_TIMEOUT", value_name = "DURATION")]
+    pub debuginfod_timeout: Option<String>,
+    /// How long a build id no debuginfod server had is not asked for again
+    /// [default: 10m].
+    #[arg(long, env = "FIREWATCH_DEBUGINFOD_RETRY", value_name = "DURATION")]
+    pub debuginfod_retry: Option<String>,
 }
 
 /// The config file's layout (every key optional).
@@ -220,6 +264,8 @@ pub struct FileConfig {
     insecure_no_auth: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    debuginfo: FileDebuginfo,
     /// Where the file was read from, for messages.
     #[serde(skip)]
     path: Option<PathBuf>,
@@ -274,6 +320,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Tokens, from the config file and the tokens file (digests only).
     pub tokens: Vec<TokenSpec>,
+    /// Debug files for naming frames (`[debuginfo]`).
+    pub debuginfo: SymbolsOptions,
 }
 
 /// How log lines are written.
@@ -287,7 +335,7 @@ pub enum LogFormat {
     Json,
 }
 
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{}ms", d.as_millis()))
 }
 
@@ -436,17 +484,19 @@ impl Config {
             );
         }
         let tokens = resolve_tokens(&entries)?;
+        let storage = cli
+            .storage
+            .clone()
+            .or(file.storage)
+            .unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+        let debuginfo = debuginfo::resolve(cli, file.debuginfo, &storage)?;
         Ok(Config {
             listen: cli
                 .listen
                 .clone()
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-            storage: cli
-                .storage
-                .clone()
-                .or(file.storage)
-                .unwrap_or_else(|| DEFAULT_STORAGE.to_owned()),
+            storage,
             retention,
             compact_interval,
             log: cli
@@ -462,6 +512,7 @@ impl Config {
             tls_cert,
             tls_key,
             tokens,
+            debuginfo,
         })
     }
 

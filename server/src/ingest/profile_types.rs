@@ -202,10 +202,7 @@ pub fn apply_shape(counted: &Profile, shape: &LegacyShape) -> Profile {
         out.period_type = Some(t.clone());
         out.period = *p;
     }
-    let map: Vec<FuncId> = counted
-        .functions()
-        .map(|f| out.intern_function(f.name, f.file, f.line))
-        .collect();
+    let map: Vec<FuncId> = counted.functions().map(|f| out.intern(f)).collect();
     let mut stack = Vec::with_capacity(64);
     for (frames, values) in counted.samples() {
         let v = values.first().copied().unwrap_or(0);
@@ -239,10 +236,7 @@ pub fn rename_columns(profile: &Profile, columns: &[(usize, String)]) -> Profile
     out.duration_nanos = profile.duration_nanos;
     out.period_type = profile.period_type.clone();
     out.period = profile.period;
-    let map: Vec<FuncId> = profile
-        .functions()
-        .map(|f| out.intern_function(f.name, f.file, f.line))
-        .collect();
+    let map: Vec<FuncId> = profile.functions().map(|f| out.intern(f)).collect();
     let mut stack = Vec::with_capacity(64);
     let mut row = Vec::with_capacity(columns.len());
     for (frames, values) in profile.samples() {

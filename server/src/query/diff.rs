@@ -153,10 +153,7 @@ pub async fn render_diff(
         },
     };
     let step = step_ms(&params)?;
-    let (left, right) = tokio::join!(
-        state.store.select(&left, step),
-        state.store.select(&right, step)
-    );
+    let (left, right) = tokio::join!(state.select(&left, step), state.select(&right, step));
     let (left, right) = (left?, right?);
     tokio::task::spawn_blocking(move || draw(left, right, &options)).await?
 }

@@ -70,7 +70,7 @@ pub async fn render(
     };
     let step = step_ms(&params)?;
     let (merged, spy) = tokio::join!(
-        state.store.select(&selection, step),
+        state.select(&selection, step),
         spy_name(&state.store, &selection, options.format)
     );
     let merged = merged?;

@@ -13,6 +13,7 @@
 //! writes the store already serializes.
 
 use async_trait::async_trait;
+use firewatch_profile::{Function, ObjectAddress};
 
 use super::{Result, RetentionReport, StoreStats};
 
@@ -24,6 +25,25 @@ pub(crate) struct FunctionRow {
     pub name: String,
     pub file: String,
     pub line: i64,
+    /// Build id of an unnamed frame's file, "" for named frames.
+    pub build_id: String,
+    /// The frame's address in that file (a u64 stored as i64).
+    pub address: i64,
+}
+
+impl FunctionRow {
+    /// The row as the model's function.
+    pub fn function(&self) -> Function<'_> {
+        Function {
+            name: &self.name,
+            file: &self.file,
+            line: self.line as u32,
+            address: (!self.build_id.is_empty()).then_some(ObjectAddress {
+                build_id: &self.build_id,
+                address: self.address as u64,
+            }),
+        }
+    }
 }
 
 /// A series row.
@@ -200,7 +220,7 @@ pub(crate) trait Tx: Send {
     /// The id of a tenant, created if new.
     async fn tenant(&mut self, name: &str) -> Result<i64>;
     /// The id of a function, created if new.
-    async fn function(&mut self, tenant_id: i64, name: &str, file: &str, line: i64) -> Result<i64>;
+    async fn function(&mut self, tenant_id: i64, f: &Function<'_>) -> Result<i64>;
     /// The id of a stack node, created if new.
     async fn node(&mut self, parent: i64, function_id: i64) -> Result<i64>;
     /// The change counters, as this transaction sees them.

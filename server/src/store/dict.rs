@@ -12,7 +12,7 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use firewatch_profile::SampleType;
+use firewatch_profile::{Function, ObjectAddress, SampleType};
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 
@@ -34,15 +34,10 @@ struct FunctionEntry {
     name: (u32, u32),
     file: (u32, u32),
     line: u32,
+    /// Span of the build id ("" for named functions) and the address.
+    build_id: (u32, u32),
+    address: u64,
     hash: u64,
-}
-
-/// A function of the dictionary.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct FunctionRef<'a> {
-    pub name: &'a str,
-    pub file: &'a str,
-    pub line: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -79,8 +74,8 @@ pub(crate) struct State {
     marked_open: FxHashMap<(u32, i64), i64>,
 }
 
-fn function_key_hash(tenant: u32, name: &str, file: &str, line: u32) -> u64 {
-    hash_of(&(tenant, name, file, line))
+fn function_key_hash(tenant: u32, f: &Function<'_>) -> u64 {
+    hash_of(&(tenant, f))
 }
 
 /// Parses a series' stored sample types, `[["cpu","nanoseconds"], ...]`.
@@ -184,13 +179,7 @@ impl State {
             self.tenants.insert(name, id as u32);
         }
         for f in backend.functions(self.max_function).await? {
-            self.add_function(
-                f.id as u32,
-                f.tenant_id as u32,
-                &f.name,
-                &f.file,
-                f.line as u32,
-            );
+            self.add_function(f.id as u32, f.tenant_id as u32, &f.function());
         }
         for (id, parent, function) in backend.nodes(self.max_node).await? {
             self.add_node(id as u32, parent as u32, function as u32);
@@ -216,18 +205,12 @@ impl State {
         functions.sort_unstable();
         functions.dedup();
         for f in backend.functions_by_id(&functions).await? {
-            self.add_function(
-                f.id as u32,
-                f.tenant_id as u32,
-                &f.name,
-                &f.file,
-                f.line as u32,
-            );
+            self.add_function(f.id as u32, f.tenant_id as u32, &f.function());
         }
         Ok(())
     }
 
-    pub fn add_function(&mut self, id: u32, tenant: u32, name: &str, file: &str, line: u32) {
+    pub fn add_function(&mut self, id: u32, tenant: u32, f: &Function<'_>) {
         let slot = id as usize;
         if self.functions.len() <= slot {
             self.functions.resize(slot + 1, None);
@@ -235,7 +218,7 @@ impl State {
         if self.functions[slot].is_some() {
             return;
         }
-        let hash = function_key_hash(tenant, name, file, line);
+        let hash = function_key_hash(tenant, f);
         let mut push = |s: &str| {
             let start = self.text.len() as u32;
             self.text.push_str(s);
@@ -243,9 +226,11 @@ impl State {
         };
         let entry = FunctionEntry {
             tenant,
-            name: push(name),
-            file: push(file),
-            line,
+            name: push(f.name),
+            file: push(f.file),
+            line: f.line,
+            build_id: push(f.address.map_or("", |a| a.build_id)),
+            address: f.address.map_or(0, |a| a.address),
             hash,
         };
         self.functions[slot] = Some(entry);
@@ -260,28 +245,32 @@ impl State {
         &self.text[start as usize..end as usize]
     }
 
-    pub fn function_id(&self, tenant: u32, name: &str, file: &str, line: u32) -> Option<u32> {
-        let hash = function_key_hash(tenant, name, file, line);
+    pub fn function_id(&self, tenant: u32, f: &Function<'_>) -> Option<u32> {
+        let hash = function_key_hash(tenant, f);
         self.function_index
             .find(hash, |&i| {
-                self.functions[i as usize].is_some_and(|f| {
-                    f.hash == hash
-                        && f.tenant == tenant
-                        && f.line == line
-                        && self.span(f.name) == name
-                        && self.span(f.file) == file
-                })
+                self.functions[i as usize]
+                    .is_some_and(|e| e.hash == hash && e.tenant == tenant && self.entry(&e) == *f)
             })
             .copied()
     }
 
-    pub fn function(&self, id: u32) -> Option<FunctionRef<'_>> {
-        let f = self.functions.get(id as usize).copied().flatten()?;
-        Some(FunctionRef {
-            name: self.span(f.name),
-            file: self.span(f.file),
-            line: f.line,
-        })
+    pub fn function(&self, id: u32) -> Option<Function<'_>> {
+        let e = self.functions.get(id as usize).copied().flatten()?;
+        Some(self.entry(&e))
+    }
+
+    fn entry(&self, e: &FunctionEntry) -> Function<'_> {
+        let build_id = self.span(e.build_id);
+        Function {
+            name: self.span(e.name),
+            file: self.span(e.file),
+            line: e.line,
+            address: (!build_id.is_empty()).then_some(ObjectAddress {
+                build_id,
+                address: e.address,
+            }),
+        }
     }
 
     pub fn add_node(&mut self, id: u32, parent: u32, function: u32) {
@@ -418,7 +407,17 @@ impl State {
                 && keep_functions.contains(&(id as u32))
             {
                 let text = |(a, b): (u32, u32)| &old_text[a as usize..b as usize];
-                self.add_function(id as u32, f.tenant, text(f.name), text(f.file), f.line);
+                let build_id = text(f.build_id);
+                let function = Function {
+                    name: text(f.name),
+                    file: text(f.file),
+                    line: f.line,
+                    address: (!build_id.is_empty()).then_some(ObjectAddress {
+                        build_id,
+                        address: f.address,
+                    }),
+                };
+                self.add_function(id as u32, f.tenant, &function);
             }
         }
         self.stack_cache.clear();

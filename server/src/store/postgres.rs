@@ -11,6 +11,8 @@ use sqlx::{PgPool, Row};
 use super::backend::{
     AnnotationRow, Backend, BlockMeta, Bucket, Epochs, FunctionRow, SeriesRow, Tx, Window,
 };
+use firewatch_profile::Function;
+
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreStats};
 

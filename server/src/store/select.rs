@@ -301,7 +301,7 @@ async fn to_profile(
                             complete = false;
                             break;
                         };
-                        let id = profile.intern_function(info.name, info.file, info.line);
+                        let id = profile.intern(info);
                         ids.insert(f, id);
                         id
                     }

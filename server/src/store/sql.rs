@@ -25,7 +25,7 @@ macro_rules! sql_backend {
             }
 
             async fn functions(&self, after: i64) -> Result<Vec<FunctionRow>> {
-                Ok(sqlx::query_as("SELECT id, tenant_id, name, file, line FROM functions WHERE id > $1 ORDER BY id")
+                Ok(sqlx::query_as("SELECT id, tenant_id, name, file, line, build_id, address FROM functions WHERE id > $1 ORDER BY id")
                     .bind(after)
                     .fetch_all(&self.pool)
                     .await?)
@@ -69,7 +69,7 @@ macro_rules! sql_backend {
 
             async fn functions_by_id(&self, ids: &[i64]) -> Result<Vec<FunctionRow>> {
                 Ok(sqlx::query_as(concat!(
-                    "SELECT id, tenant_id, name, file, line FROM functions WHERE id IN ", $ids, ""
+                    "SELECT id, tenant_id, name, file, line, build_id, address FROM functions WHERE id IN ", $ids, ""
                 ))
                 .bind(ids_param(ids))
                 .fetch_all(&self.pool)
@@ -277,27 +277,34 @@ macro_rules! sql_backend {
                     .await?)
             }
 
-            async fn function(&mut self, tenant_id: i64, name: &str, file: &str, line: i64) -> Result<i64> {
+            async fn function(&mut self, tenant_id: i64, f: &Function<'_>) -> Result<i64> {
+                let (build_id, address) = f.address.map_or(("", 0), |a| (a.build_id, a.address as i64));
                 let id: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO functions (tenant_id, name, file, line) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (tenant_id, name, file, line) DO NOTHING RETURNING id",
+                    "INSERT INTO functions (tenant_id, name, file, line, build_id, address) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (tenant_id, name, file, line, build_id, address) DO NOTHING RETURNING id",
                 )
                 .bind(tenant_id)
-                .bind(name)
-                .bind(file)
-                .bind(line)
+                .bind(f.name)
+                .bind(f.file)
+                .bind(i64::from(f.line))
+                .bind(build_id)
+                .bind(address)
                 .fetch_optional(&mut *self.tx)
                 .await?;
                 if let Some(id) = id {
                     return Ok(id);
                 }
                 Ok(sqlx::query_scalar(
-                    "SELECT id FROM functions WHERE tenant_id = $1 AND name = $2 AND file = $3 AND line = $4",
+                    "SELECT id FROM functions WHERE tenant_id = $1 AND name = $2 AND file = $3 AND line = $4 \
+                     AND build_id = $5 AND address = $6",
                 )
                 .bind(tenant_id)
-                .bind(name)
-                .bind(file)
-                .bind(line)
+                .bind(f.name)
+                .bind(f.file)
+                .bind(i64::from(f.line))
+                .bind(build_id)
+                .bind(address)
                 .fetch_one(&mut *self.tx)
                 .await?)
             }

@@ -14,6 +14,8 @@ use sqlx::{Row, SqlitePool};
 use super::backend::{
     AnnotationRow, Backend, BlockMeta, Bucket, Epochs, FunctionRow, SeriesRow, Tx, Window,
 };
+use firewatch_profile::Function;
+
 use super::sql::{ids_param, sql_backend};
 use super::{Result, RetentionReport, StoreError, StoreStats};
 

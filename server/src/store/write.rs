@@ -1,6 +1,6 @@
 //! Ingest: profiles in, one transaction, dictionary entries resolved to ids.
 
-use firewatch_profile::{FuncId, SampleType};
+use firewatch_profile::{FuncId, Function, ObjectAddress, SampleType};
 use rustc_hash::FxHashMap;
 
 use super::backend::{BlockMeta, SERIES_EPOCH, SeriesRow, Tx, Window};
@@ -9,12 +9,46 @@ use super::dict::{State, parse_sample_types, sample_types_json};
 use super::plan::{TIER_WIDTH_MS, window_start};
 use super::{Inner, NewProfile, Result, StoreError};
 
+/// A function held past the profile it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct OwnedFunction {
+    name: String,
+    file: String,
+    line: u32,
+    address: Option<(String, u64)>,
+}
+
+impl From<Function<'_>> for OwnedFunction {
+    fn from(f: Function<'_>) -> OwnedFunction {
+        OwnedFunction {
+            name: f.name.to_owned(),
+            file: f.file.to_owned(),
+            line: f.line,
+            address: f.address.map(|a| (a.build_id.to_owned(), a.address)),
+        }
+    }
+}
+
+impl OwnedFunction {
+    fn function(&self) -> Function<'_> {
+        Function {
+            name: &self.name,
+            file: &self.file,
+            line: self.line,
+            address: self.address.as_ref().map(|(b, a)| ObjectAddress {
+                build_id: b,
+                address: *a,
+            }),
+        }
+    }
+}
+
 /// Dictionary entries and series created or changed by the running
 /// transaction; they join the shared [`State`] only once it committed.
 #[derive(Default)]
 struct Overlay {
     tenants: FxHashMap<String, u32>,
-    functions: FxHashMap<(u32, String, String, u32), u32>,
+    functions: FxHashMap<(u32, OwnedFunction), u32>,
     nodes: FxHashMap<(u32, u32), u32>,
     series: FxHashMap<(u32, String), u32>,
     /// Series rows as this transaction left them (created, or with
@@ -122,8 +156,8 @@ async fn commit_refs(inner: &Inner, profiles: &[&NewProfile]) -> Result<()> {
     for (name, id) in overlay.tenants {
         state.tenants.insert(name, id);
     }
-    for ((tenant, name, file, line), id) in overlay.functions {
-        state.add_function(id, tenant, &name, &file, line);
+    for ((tenant, f), id) in overlay.functions {
+        state.add_function(id, tenant, &f.function());
     }
     for ((parent, function), id) in overlay.nodes {
         state.add_node(id, parent, function);
@@ -222,16 +256,14 @@ async fn write_one(
     // Functions of this profile -> dictionary ids.
     let mut remap: Vec<u32> = Vec::with_capacity(p.profile.function_count());
     for f in p.profile.functions() {
-        let id = match state.function_id(tenant, f.name, f.file, f.line) {
+        let id = match state.function_id(tenant, &f) {
             Some(id) => id,
             None => {
-                let k = (tenant, f.name.to_owned(), f.file.to_owned(), f.line);
+                let k = (tenant, OwnedFunction::from(f));
                 match overlay.functions.get(&k) {
                     Some(&id) => id,
                     None => {
-                        let id = tx
-                            .function(i64::from(tenant), f.name, f.file, i64::from(f.line))
-                            .await? as u32;
+                        let id = tx.function(i64::from(tenant), &f).await? as u32;
                         overlay.functions.insert(k, id);
                         id
                     }

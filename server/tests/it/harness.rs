@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::Request;
 use firewatch_profile::{Profile, SampleType};
 use firewatch_server::store::{Store, StoreOptions};
+use firewatch_server::symbols::{Symbols, SymbolsOptions};
 use firewatch_server::{AppState, IngestLimits, app};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -33,6 +34,21 @@ pub struct TestServer {
     transport: Transport,
     addr: Option<SocketAddr>,
     _dir: Option<tempfile::TempDir>,
+    /// Where the server keeps debug files.
+    pub debug_dir: tempfile::TempDir,
+}
+
+/// Debug files kept in `dir`, small limits, no debuginfod.
+pub fn debug_options(dir: &std::path::Path) -> SymbolsOptions {
+    SymbolsOptions {
+        dir: Some(dir.to_owned()),
+        debuginfod_urls: Vec::new(),
+        max_file_bytes: 16 << 20,
+        tenant_quota_bytes: 64 << 20,
+        cache_bytes: 64 << 20,
+        debuginfod_timeout: std::time::Duration::from_secs(10),
+        debuginfod_retry: std::time::Duration::from_secs(1),
+    }
 }
 
 impl TestServer {
@@ -67,7 +83,9 @@ impl TestServer {
     ) -> TestServer {
         let (url, dir) = fresh_url(backend).await;
         let store = Store::open(&url, options).await.expect("open store");
-        let state = configure(AppState::new(store.clone(), limits));
+        let debug_dir = tempfile::tempdir().expect("tempdir");
+        let symbols = Symbols::new(debug_options(debug_dir.path()));
+        let state = configure(AppState::new(store.clone(), limits).with_symbols(symbols));
         let metrics = state.metrics.clone();
         let router = app(state);
         let addr = match transport {
@@ -92,6 +110,7 @@ impl TestServer {
             transport,
             addr,
             _dir: dir,
+            debug_dir,
         }
     }
 
@@ -178,8 +197,12 @@ fn http(addr: SocketAddr, req: Req) -> Result<Resp, String> {
             }
             r.call()
         }
-        _ => {
-            let mut r = agent.post(&url);
+        method => {
+            let mut r = if method == "PUT" {
+                agent.put(&url)
+            } else {
+                agent.post(&url)
+            };
             for (k, v) in &req.headers {
                 r = r.header(k.as_str(), v.as_str());
             }
@@ -238,6 +261,13 @@ impl Req {
             target: target.into(),
             headers: Vec::new(),
             body: body.into(),
+        }
+    }
+
+    pub fn put(target: impl Into<String>, body: impl Into<Vec<u8>>) -> Req {
+        Req {
+            method: "PUT",
+            ..Req::post(target, body)
         }
     }
 

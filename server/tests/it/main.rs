@@ -10,6 +10,8 @@
 //! - `limits`: malformed, oversized and bomb inputs get a 4xx and leave the
 //!   store unchanged.
 //! - `ratelimit`, `metrics`: ingest rate limits per tenant, `/metrics`.
+//! - `debuginfo`: debug files uploaded or fetched from a real debuginfod
+//!   name a stripped gcc-built program's frames as addr2line does.
 //! - `binary`: the `firewatch-server` binary: configuration precedence,
 //!   durability across `kill -9`, graceful shutdown, HTTPS, JSON logs,
 //!   refusing to expose an unauthenticated server.
@@ -30,6 +32,7 @@ mod annotations;
 mod auth;
 mod binary;
 mod clients;
+mod debuginfo;
 mod diff;
 mod labels;
 mod legacy;
