@@ -27,7 +27,7 @@ use crate::http::{self, Params};
 use crate::ingest::limits::{is_valid_label_name, truncated};
 use crate::selector::{Labels, parse_query};
 use crate::store::{Annotation, NewAnnotation};
-use crate::time::{now_ms, parse_range, parse_time};
+use crate::time::{now_ms, parse_time};
 
 /// Longest annotation text, bytes.
 pub const MAX_TEXT_BYTES: usize = 1_024;
@@ -75,14 +75,7 @@ async fn list(
         Some(query) => parse_query(query, Some("cpu"))?.matchers,
         None => Vec::new(),
     };
-    let range = parse_range(
-        params.get("from"),
-        params.get("until"),
-        "now-1h",
-        ("from", "until"),
-        now_ms(),
-    )
-    .map_err(ApiError::BadRequest)?;
+    let range = crate::query::requested_range(&params)?;
     let annotations = state
         .store
         .annotations(&tenant, &matchers, range.from_ms, range.until_ms)

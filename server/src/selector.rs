@@ -158,7 +158,8 @@ impl ProfileType {
 }
 
 /// Parses the legacy query form `app.type{matchers}` (both parts optional:
-/// `app.cpu`, `{service_name="app"}` with `default_type`, `app.cpu{env="x"}`).
+/// `app.cpu`, `{service_name="app"}` with `default_type`, `app.cpu{env="x"}`;
+/// without a type in the text or `default_type`, `cpu`).
 /// The app name becomes a `service_name` matcher.
 pub fn parse_query(text: &str, default_type: Option<&str>) -> Result<Query, SelectorError> {
     let text_trim = text.trim_end();
@@ -171,25 +172,19 @@ pub fn parse_query(text: &str, default_type: Option<&str>) -> Result<Query, Sele
         None => Vec::new(),
     };
     let err = |position: usize, message: String| SelectorError { position, message };
+    // Without a type in the text or a parameter, CPU: what a user who
+    // typed `{}` or `app` most likely wants.
+    let default = || default_type.unwrap_or("cpu").to_owned();
     let (app, kind) = if head.is_empty() {
-        (None, default_type.map(str::to_owned))
+        (None, default())
     } else if let Some((app, kind)) = head.rsplit_once('.') {
         if app.is_empty() {
             return Err(err(lead, "missing application name before `.`".into()));
         }
-        (Some(app), Some(kind.to_owned()))
+        (Some(app), kind.to_owned())
     } else {
-        (
-            Some(head),
-            default_type.map(str::to_owned).or(Some("cpu".to_owned())),
-        )
+        (Some(head), default())
     };
-    let kind = kind.ok_or_else(|| {
-        err(
-            0,
-            "missing profile type (e.g. `app.cpu` or a profile type parameter)".into(),
-        )
-    })?;
     let profile_type = ProfileType::parse(&kind).map_err(|m| err(lead, m))?;
     if let Some(app) = app {
         if app.contains(|c: char| c.is_whitespace() || c == '"') {
@@ -386,7 +381,9 @@ mod tests {
         assert_eq!(e.message, "unterminated string");
         let e = parse_query(r#"app.cpu{env=~"(("}"#, None).unwrap_err();
         assert!(e.message.starts_with("invalid regular expression"), "{e}");
-        assert!(parse_query("{}", None).is_err());
+        // `{}` without a type parameter is every service's CPU.
+        let q = parse_query("{}", None).unwrap();
+        assert_eq!((q.profile_type.kind.as_str(), q.matchers.len()), ("cpu", 0));
     }
 
     #[test]

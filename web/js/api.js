@@ -65,4 +65,8 @@ export const api = {
   render: (params, signal) => get('/render', { ...params, format: 'json' }, signal),
   diff: (params, signal) => get('/render-diff', { ...params, format: 'json' }, signal),
   annotations: (params, signal) => get('/api/annotations', params, signal),
+  // Computed on the server from the whole merged profile, not from the
+  // flamegraph, which is truncated for drawing.
+  functions: (params, signal) => get('/api/v1/functions', params, signal),
+  sandwich: (params, signal) => get('/api/v1/sandwich', params, signal),
 };

@@ -10,15 +10,23 @@ import { parseSelector, serviceOf, withMatcher } from './query.js';
 import { DATA_KEYS, DIFF_KEYS, changed, fromSearch, resolveTime, toSearch, unixSeconds } from './state.js';
 import { renderChanges, renderTop } from './table.js';
 import { Timeline } from './timeline.js';
-import { decodeDouble, decodeSingle, findPath, pathOf, sandwich, searchTree, topFunctions } from './tree.js';
+import { decodeDouble, decodeSingle, findPath, pathOf, searchTree } from './tree.js';
 
 const DEFAULT_MAX_NODES = 32768;
 const $ = (id) => document.getElementById(id);
 
 let state = fromSearch(location.search);
 let services = [];
-const data = { render: null, tree: null, top: null, annotations: [], range: null, diff: null, diffTree: null };
+const data = { render: null, tree: null, annotations: [], range: null, diff: null, diffTree: null };
+// Answers computed on the server from the whole profile: the table, the
+// search's coverage, the sandwich, the function finder. Each is kept with
+// the request it answers and fetched again when that changes.
+const answers = new Map();
+// Requests in flight: the profile (render and annotations) and the
+// comparison each have their own, so changing one never cancels or
+// outraces the other.
 let controller = null;
+let diffController = null;
 
 const tooltip = $('tooltip');
 const flame = new FlameGraph($('flame'), tooltip, {
@@ -72,6 +80,7 @@ function renderParams() {
 
 async function load() {
   controller?.abort();
+  diffController?.abort();
   controller = new AbortController();
   const { signal } = controller;
   syncControls();
@@ -91,11 +100,11 @@ async function load() {
     ]);
     data.render = render;
     data.tree = decodeSingle(render.flamebearer ?? {});
-    data.top = null;
+    forgetAnswers();
     data.annotations = annotations?.annotations ?? [];
     data.range = { fromMs: resolveTime(state.from, now), untilMs: resolveTime(state.until, now) };
     showQueryError(null);
-    if (state.view === 'diff') await loadDiff(signal);
+    if (state.view === 'diff') await loadDiff();
     else {
       data.diff = null;
       draw();
@@ -105,17 +114,18 @@ async function load() {
   }
 }
 
-// The two windows of a time-range comparison: as set, else the two halves
-// of the selected range.
+// The two windows of a time-range comparison: as set, else the selected
+// range split at its latest annotation (a deploy), or in half without one.
 function compareWindows() {
   if (state.leftFrom && state.leftUntil && state.rightFrom && state.rightUntil) {
     return [state.leftFrom, state.leftUntil, state.rightFrom, state.rightUntil];
   }
   const now = Date.now();
   const a = resolveTime(state.from, now);
-  const b = resolveTime(state.until, now);
-  const mid = (a + b) / 2;
-  return [unixSeconds(a), unixSeconds(mid), unixSeconds(mid), unixSeconds(b)];
+  const b = Math.min(resolveTime(state.until, now), now);
+  const marks = data.annotations.map((m) => m.time).filter((t) => t > a && t < b);
+  const split = marks.length ? Math.max(...marks) : (a + b) / 2;
+  return [unixSeconds(a), unixSeconds(split), unixSeconds(split), unixSeconds(b)];
 }
 
 function diffParams() {
@@ -140,12 +150,10 @@ function diffParams() {
   return { ...common, query: state.query, leftFrom, leftUntil, rightFrom, rightUntil };
 }
 
-async function loadDiff(signal) {
-  if (!signal) {
-    controller?.abort();
-    controller = new AbortController();
-    signal = controller.signal;
-  }
+async function loadDiff() {
+  diffController?.abort();
+  diffController = new AbortController();
+  const { signal } = diffController;
   if (!state.query && !(state.leftQuery && state.rightQuery)) return draw();
   setStatus('loading', 'Comparing…');
   try {
@@ -173,8 +181,11 @@ function draw() {
   if (tree.numTicks === 0) {
     const r = data.range;
     setStatus('empty', `No samples for ${state.query} between ${formatTime(r.fromMs)} and ${formatTime(r.untilMs)}.`);
+    offerLatest();
   } else {
-    setStatus('ready', `${formatValue(tree.numTicks, meta)} in ${tree.n - 1} call-tree nodes.`);
+    const nodes = data.render.callTreeNodes?.total ?? tree.n;
+    setStatus('ready', `${formatValue(tree.numTicks, meta)} in ${nodes - 1} call-tree nodes.`);
+    offerMoreNodes();
   }
   if (state.view === 'flame') drawFlame(tree, meta);
   else if (state.view === 'table') drawTable(tree, meta);
@@ -198,13 +209,57 @@ function drawTimeline() {
   });
 }
 
+/** The data parameters every whole-profile answer shares. */
+function profileParams() {
+  return { query: state.query, profile_type: state.type, from: state.from, until: state.until };
+}
+
+function forgetAnswers() {
+  for (const a of answers.values()) a.controller?.abort();
+  answers.clear();
+}
+
+/**
+ * The answer of `kind` for `params` once it arrived (`undefined` while it
+ * loads, an ApiError when refused); asks for it and redraws on arrival.
+ * Each kind has its own request in flight, so one never cancels another.
+ */
+function answer(kind, params, fetcher) {
+  const key = url('', params);
+  const known = answers.get(kind);
+  if (known?.key === key) return known.value;
+  known?.controller?.abort();
+  const controller = new AbortController();
+  answers.set(kind, { key, value: undefined, controller });
+  fetcher(params, controller.signal).then(
+    (value) => {
+      if (answers.get(kind)?.key !== key) return;
+      answers.set(kind, { key, value });
+      draw();
+    },
+    (e) => {
+      if (e.name === 'AbortError' || answers.get(kind)?.key !== key) return;
+      answers.set(kind, { key, value: e instanceof ApiError ? e : new ApiError(String(e), 0) });
+      draw();
+    },
+  );
+  return undefined;
+}
+
 function drawFlame(tree, meta) {
   const hits = searchTree(tree, state.search);
   const zoom = findPath(tree, state.zoom ? state.zoom.split(';') : []);
   flame.show(tree, { meta, orient: state.orient, zoom, hits: hits?.hits });
-  $('search-result').textContent = hits
-    ? `${hits.count} ${hits.count === 1 ? 'match covers' : 'matches cover'} ${formatPercent(hits.share)} of the total`
-    : '';
+  // Highlighting marks the drawn boxes; the share is the whole profile's.
+  const cover = state.search.trim()
+    ? answer('cover', { ...profileParams(), filter: state.search, limit: 1 }, api.functions)
+    : null;
+  $('search-result').textContent = !cover
+    ? ''
+    : cover instanceof ApiError
+      ? cover.message
+      : `${cover.matched} ${cover.matched === 1 ? 'function matches' : 'functions match'}, ` +
+        `in ${formatPercent(cover.total ? cover.covered / cover.total : 0)} of the total`;
   const crumbs = $('breadcrumb');
   crumbs.replaceChildren();
   const path = zoom > 0 ? pathOf(tree, zoom) : [];
@@ -225,14 +280,21 @@ function drawFlame(tree, meta) {
   }
 }
 
+const TABLE_ROWS = 500;
+
 function drawTable(tree, meta) {
-  data.top ??= topFunctions(tree);
-  $('table-count').textContent = renderTop($('top'), data.top, {
+  const params = { ...profileParams(), filter: state.filter, sort: state.sort, dir: state.dir, limit: TABLE_ROWS };
+  const top = answer('table', params, api.functions);
+  if (!top || top instanceof ApiError) {
+    $('table-count').textContent = top?.message ?? 'Loading…';
+    return;
+  }
+  $('table-count').textContent = renderTop($('top'), top.functions, {
     sort: state.sort,
     dir: state.dir,
-    filter: state.search,
+    counts: { matched: top.matched, count: top.count },
     meta,
-    numTicks: tree.numTicks,
+    numTicks: top.total,
     onSort: (key) => {
       const dir = key === state.sort ? (state.dir === 'asc' ? 'desc' : 'asc') : key === 'name' ? 'asc' : 'desc';
       update({ sort: key, dir });
@@ -242,33 +304,52 @@ function drawTable(tree, meta) {
   });
 }
 
-function drawSandwich(tree, meta) {
-  data.top ??= topFunctions(tree);
+/** Functions whose names hold what was typed in the finder, busiest first. */
+function fillFinder(typed) {
+  const found = answer('finder', { ...profileParams(), filter: typed, limit: 50 }, api.functions);
   const names = $('fn-names');
-  if (names.dataset.tree !== String(tree.n)) {
-    names.replaceChildren(
-      ...[...data.top]
-        .sort((a, b) => b.self - a.self)
-        .slice(0, 500)
-        .map((r) => new Option(r.name)),
-    );
-    names.dataset.tree = String(tree.n);
+  const list = found && !(found instanceof ApiError) ? found.functions.map((r) => r.name) : [];
+  if (names.dataset.key !== typed + list.length) {
+    names.replaceChildren(...list.map((n) => new Option(n)));
+    names.dataset.key = typed + list.length;
   }
+  return list;
+}
+
+function drawSandwich(tree, meta) {
   let fn = state.fn;
-  if (!fn && data.top.length) fn = [...data.top].sort((a, b) => b.self - a.self)[0].name;
-  const s = fn ? sandwich(tree, fn) : null;
-  if (!s) {
+  if (!fn) {
+    // The function with the most self time of the whole profile.
+    fn = fillFinder('')[0];
+    if (!fn) {
+      callers.show(null);
+      callees.show(null);
+      $('fn-summary').textContent = tree.numTicks ? 'Loading…' : '';
+      return;
+    }
+  } else {
+    fillFinder(document.activeElement === $('fn') ? $('fn').value : fn);
+  }
+  const s = answer('sandwich', { ...profileParams(), function: fn, maxNodes: state.maxNodes || DEFAULT_MAX_NODES }, api.sandwich);
+  if (!s || s instanceof ApiError) {
     callers.show(null);
     callees.show(null);
-    $('fn-summary').textContent = fn ? `${fn} is not in this profile.` : '';
+    const similar = s ? fillFinder(fn).slice(0, 3) : [];
+    $('fn-summary').textContent = !s
+      ? 'Loading…'
+      : s.status === 404 && similar.length
+        ? `${fn} is not in this profile; did you mean ${similar.join(', ')}?`
+        : s.status === 404
+          ? `${fn} is not in this profile.`
+          : s.message;
     return;
   }
-  callers.show(s.callers, { meta, orient: 'flame' });
-  callees.show(s.callees, { meta, orient: 'icicle' });
-  const self = s.callees.self[0];
+  callers.show(decodeSingle(s.callers), { meta, orient: 'flame' });
+  callees.show(decodeSingle(s.callees), { meta, orient: 'icicle' });
+  const share = (v) => formatPercent(s.totalValue ? v / s.totalValue : 0);
   $('fn-summary').textContent =
-    `${fn}: total ${formatValue(s.callees.total[0], meta)} (${formatPercent(s.callees.total[0] / tree.numTicks)}), ` +
-    `self ${formatValue(self, meta)} (${formatPercent(self / tree.numTicks)})`;
+    `${fn}: total ${formatValue(s.total, meta)} (${share(s.total)}), ` +
+    `self ${formatValue(s.self, meta)} (${share(s.self)})`;
 }
 
 function drawDiff() {
@@ -302,7 +383,7 @@ function syncControls() {
   if (state.type) types.add(state.type);
   setOptions($('type'), [...types].sort().map((t) => [t, typeLabel(t)]), state.type);
   if (document.activeElement !== $('query')) $('query').value = state.query;
-  for (const id of ['search', 'filter']) if (document.activeElement !== $(id)) $(id).value = state.search;
+  for (const id of ['search', 'filter']) if (document.activeElement !== $(id)) $(id).value = state[id];
   if (document.activeElement !== $('fn')) $('fn').value = state.fn;
   $('orient').textContent = state.orient === 'icicle' ? 'Icicle' : 'Flame';
   $('orient').setAttribute('aria-pressed', String(state.orient === 'flame'));
@@ -386,6 +467,77 @@ function updateExports() {
   folded.download = `${base}.folded`;
 }
 
+/** The largest node budget the server draws. */
+const MAX_NODES = 1000000;
+
+/**
+ * When the flamegraph folds calls into "other" boxes, says how much of the
+ * call tree it draws and offers a larger budget.
+ */
+function offerMoreNodes() {
+  const nodes = data.render?.callTreeNodes;
+  if (!nodes || nodes.total <= nodes.drawn) return;
+  const el = $('status');
+  el.append(` ${nodes.drawn - 1} drawn; smaller calls are folded into "other" boxes. `);
+  const more = document.createElement('button');
+  more.type = 'button';
+  more.id = 'more-nodes';
+  const next = Math.min(MAX_NODES, nodes.total, Math.max(4 * nodes.drawn, DEFAULT_MAX_NODES));
+  more.textContent = next >= nodes.total ? 'Draw all' : `Draw ${next}`;
+  more.addEventListener('click', () => update({ maxNodes: String(next) }));
+  el.append(more);
+}
+
+/** How far back an empty view looks for the query's latest data. */
+const LATEST_LOOKBACK = 'now-30d';
+
+/**
+ * Beside "No samples": where the query's data last was (its timeline over
+ * the last 30 days, from the rollups), with a button that shows the hour
+ * up to it.
+ */
+async function offerLatest() {
+  const asked = toSearch(state);
+  let latest = null;
+  try {
+    const r = await api.render({ ...renderParams(), from: LATEST_LOOKBACK, until: 'now', maxNodes: 1 });
+    const t = r.timeline ?? {};
+    const points = t.samples ?? [];
+    for (let i = points.length - 1; i >= 0; i -= 1) {
+      if (points[i] > 0) {
+        latest = (t.startTime + (i + 1) * t.durationDelta) * 1000;
+        break;
+      }
+    }
+  } catch {
+    return;
+  }
+  if (toSearch(state) !== asked || document.body.dataset.status !== 'empty') return;
+  const el = $('status');
+  if (latest === null) {
+    el.append(' Nothing in the last 30 days either.');
+    return;
+  }
+  const jump = document.createElement('button');
+  jump.type = 'button';
+  jump.id = 'jump-latest';
+  jump.textContent = `Show the latest data (${formatTime(latest)})`;
+  jump.addEventListener('click', () =>
+    update({ from: unixSeconds(latest - 3600e3), until: unixSeconds(latest), zoom: '' }),
+  );
+  el.append(' ', jump);
+}
+
+/** The current view's link with relative times pinned to what they mean now. */
+function shareLink() {
+  const now = Date.now();
+  const pinned = { ...state };
+  for (const key of ['from', 'until', 'leftFrom', 'leftUntil', 'rightFrom', 'rightUntil']) {
+    if (pinned[key] && !/^\d+$/.test(pinned[key])) pinned[key] = unixSeconds(resolveTime(pinned[key], now));
+  }
+  return `${location.origin}${location.pathname}${toSearch(pinned)}`;
+}
+
 function setStatus(kind, text) {
   document.body.dataset.status = kind;
   const el = $('status');
@@ -456,17 +608,29 @@ function showAnnotation(a, x, y) {
   $('annotation-compare').focus();
 }
 
+/**
+ * Before vs after an annotation: the selected range split at it (the end
+ * clamped to now, never the future); an annotation outside the range
+ * compares the hour on each side of it.
+ */
 function compareAround(a) {
   const hour = 3600e3;
+  const now = Date.now();
+  let from = resolveTime(state.from, now);
+  let until = Math.min(resolveTime(state.until, now), now);
+  if (!(a.time > from && a.time < until)) {
+    from = a.time - hour;
+    until = Math.min(a.time + hour, now);
+  }
   update({
     view: 'diff',
     compare: 'time',
-    from: unixSeconds(a.time - hour),
-    until: unixSeconds(a.time + hour),
-    leftFrom: unixSeconds(a.time - hour),
+    from: unixSeconds(from),
+    until: unixSeconds(until),
+    leftFrom: unixSeconds(from),
     leftUntil: unixSeconds(a.time),
     rightFrom: unixSeconds(a.time),
-    rightUntil: unixSeconds(a.time + hour),
+    rightUntil: unixSeconds(until),
     zoom: '',
   });
 }
@@ -518,10 +682,16 @@ function bind() {
       $(id).addEventListener(event, (e) => {
         clearTimeout(typing);
         const value = e.target.value;
-        typing = setTimeout(() => update({ search: value }, { push: false }), 150);
+        typing = setTimeout(() => update({ [id]: value }, { push: false }), 150);
       });
     }
   }
+  // The finder suggests from every function whose name holds what is typed.
+  $('fn').addEventListener('input', (e) => {
+    clearTimeout(typing);
+    const value = e.target.value;
+    typing = setTimeout(() => fillFinder(value), 150);
+  });
   $('fn').addEventListener('change', (e) => update({ fn: e.target.value }));
   $('compare-form').addEventListener('change', (e) => {
     if (e.target.name === 'compare') update({ compare: e.target.value });
@@ -545,6 +715,18 @@ function bind() {
     if (shownAnnotation) compareAround(shownAnnotation);
   });
   $('annotation-close').addEventListener('click', () => ($('annotation-pop').hidden = true));
+  $('share').addEventListener('click', async () => {
+    const link = shareLink();
+    $('share').dataset.link = link;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(link);
+      copied = true;
+    } catch {
+      copied = false;
+    }
+    $('share-note').textContent = copied ? 'Link copied, times pinned.' : link;
+  });
   $('theme').addEventListener('click', () => {
     const order = ['auto', 'light', 'dark'];
     const next = order[(order.indexOf(theme()) + 1) % order.length];

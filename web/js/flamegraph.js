@@ -14,6 +14,19 @@ import { levelOf, pathOf } from './tree.js';
 const ROW = 20;
 const FONT = '12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace';
 
+/** What the boxes that are not functions stand for, in their tooltips. */
+const NOTES = {
+  other:
+    'Calls too small to draw within this graph\'s node budget, folded together (their totals are exact; ' +
+    'the top table and search count them one by one). "Draw more" above raises the budget.',
+  '[truncated stack]':
+    'The agent stopped unwinding these stacks before the thread\'s first function (the stack was deeper ' +
+    'than it could read, or a frame had no unwind information): the frames above this box are the ' +
+    'outermost ones it read (the agent\'s documentation, "Deep stacks", says when this happens).',
+  '[python stack not read]':
+    'A Python thread whose Python frames could not be read for this sample: its native frames are shown.',
+};
+
 export class FlameGraph {
   /**
    * @param {HTMLCanvasElement} canvas
@@ -243,6 +256,8 @@ export class FlameGraph {
       ['Total', `${formatValue(t.total[i], this.meta)} (${formatPercent(t.total[i] / t.numTicks)})`],
     ];
     if (this.zoom > 0) rows.push(['Of zoomed', formatPercent(t.total[i] / t.total[this.zoom])]);
+    const note = NOTES[name];
+    if (note) rows.push(['What', note]);
     return { name, rows };
   }
 

@@ -10,7 +10,8 @@ export const DEFAULTS = Object.freeze({
   view: 'flame', // flame | table | sandwich | diff
   orient: 'icicle', // icicle | flame
   zoom: '', // names from the root to the zoomed node, joined by ';'
-  search: '',
+  search: '', // the flamegraph's search
+  filter: '', // the top table's filter
   fn: '', // the function of the sandwich view
   sort: 'self', // self | total | name
   dir: 'desc',

@@ -3,7 +3,6 @@
 // diff.
 
 import { formatPercent, formatPoints, formatValue } from './format.js';
-import { matcher } from './tree.js';
 
 const COLUMNS = [
   ['name', 'Function'],
@@ -12,17 +11,13 @@ const COLUMNS = [
 ];
 
 /**
- * Fills `table` with `rows` ({name, self, total}) sorted by `sort`/`dir`
- * and filtered by `filter`; `onSort(key)` and `onPick(name)` report clicks.
+ * Fills `table` with `rows` ({name, self, total}), as the server filtered
+ * and ordered them by `sort`/`dir` from the whole profile (`counts`: how
+ * many functions match, of how many); `onSort(key)`, `onPick(name)` and
+ * `onFind(name)` report clicks. Returns the line saying what is shown.
  */
-export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSort, onPick, onFind }) {
-  const test = matcher(filter ?? '');
-  const shown = test ? rows.filter((r) => test(r.name)) : rows.slice();
-  const sign = dir === 'asc' ? 1 : -1;
-  shown.sort((a, b) => {
-    if (sort === 'name') return sign * a.name.localeCompare(b.name);
-    return sign * (a[sort] - b[sort]) || a.name.localeCompare(b.name);
-  });
+export function renderTop(table, rows, { sort, dir, counts, meta, numTicks, onSort, onPick, onFind }) {
+  const shown = rows;
   const thead = document.createElement('thead');
   const tr = document.createElement('tr');
   for (const [key, label] of COLUMNS) {
@@ -40,8 +35,7 @@ export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSo
   }
   thead.append(tr);
   const tbody = document.createElement('tbody');
-  const LIMIT = 2000;
-  for (const r of shown.slice(0, LIMIT)) {
+  for (const r of shown) {
     const row = document.createElement('tr');
     const name = document.createElement('td');
     name.className = 'name';
@@ -58,13 +52,13 @@ export function renderTop(table, rows, { sort, dir, filter, meta, numTicks, onSo
     find.title = `Highlight ${r.name} in the flamegraph`;
     find.setAttribute('aria-label', find.title);
     find.addEventListener('click', () => onFind(r.name));
-    name.append(find, ' ', link);
+    name.append(find, link);
     row.append(name, valueCell(r.self, numTicks, meta), valueCell(r.total, numTicks, meta));
     tbody.append(row);
   }
   table.replaceChildren(thead, tbody);
-  const note = shown.length > LIMIT ? ` (first ${LIMIT} shown)` : '';
-  return `${shown.length} of ${rows.length} functions${note}`;
+  const note = counts.matched > shown.length ? ` (first ${shown.length} shown)` : '';
+  return `${counts.matched} of ${counts.count} functions${note}`;
 }
 
 function valueCell(v, numTicks, meta) {

@@ -421,7 +421,9 @@ impl State {
             return;
         };
         if proc.series.is_none() {
-            let d = self.labeler.describe(s.pid, &proc.comm);
+            let d = self
+                .labeler
+                .describe(s.pid, &proc.fallback_name(&self.modules));
             proc.wanted = Some(d.wanted);
             proc.series = Some(self.series.intern(d.labels));
         }

@@ -458,7 +458,9 @@ impl State {
             } else if self.labeler.wanted_by_pid(s.pid) == Some(false) {
                 proc.wanted = Some(false);
             } else {
-                let d = self.labeler.describe(s.pid, &proc.comm);
+                let d = self
+                    .labeler
+                    .describe(s.pid, &proc.fallback_name(&self.modules));
                 proc.wanted = Some(d.wanted);
                 proc.series = Some(self.series.intern(d.labels));
             }

@@ -42,7 +42,30 @@ pub struct Process {
     pub reloaded: bool,
 }
 
+/// The length at which the kernel cuts a thread's name (`comm`).
+const COMM_LEN: usize = 15;
+
 impl Process {
+    /// The process's name when `/proc` no longer says (it exited, or its
+    /// executable link is out of reach): `comm`, or, when the kernel cut
+    /// it at 15 bytes, the name of a mapped file that begins with it (the
+    /// executable: `build-script-build`, not `build-script-bu`).
+    pub fn fallback_name(&self, modules: &Modules) -> String {
+        if self.comm.len() >= COMM_LEN {
+            let whole = self
+                .mappings
+                .iter()
+                .filter_map(|m| modules.info(m.module))
+                .find(|info| {
+                    info.name.len() > self.comm.len() && info.name.starts_with(&self.comm)
+                });
+            if let Some(info) = whole {
+                return info.name.clone();
+            }
+        }
+        self.comm.clone()
+    }
+
     /// Adds a mapping, replacing any it overlaps, and keeps the unwinder in step.
     pub fn add_mapping(&mut self, m: Mapping, modules: &mut Modules) {
         let mut removed = false;
@@ -346,6 +369,30 @@ mod tests {
                 .ends_with(&info.name)
         );
         assert_eq!(p.resolve(8).module, ANON);
+    }
+
+    #[test]
+    fn a_name_the_kernel_cut_is_completed_from_the_mapped_executable() {
+        let mut modules = Modules::new(None);
+        let exe = std::env::current_exe().expect("exe");
+        let exe = exe
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        // The test binary's name has a hash: longer than the kernel keeps.
+        assert!(exe.len() > COMM_LEN, "{exe}");
+        let p = Process {
+            mappings: read_maps(std::process::id(), &mut modules),
+            comm: exe[..COMM_LEN].to_owned(),
+            ..Process::default()
+        };
+        assert_eq!(p.fallback_name(&modules), exe);
+        let short = Process {
+            comm: "sh".into(),
+            ..p
+        };
+        assert_eq!(short.fallback_name(&modules), "sh");
     }
 
     #[test]

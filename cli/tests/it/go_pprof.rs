@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use std::io::Read;
+
 use crate::fixtures::GO_CPU;
+use crate::live::Server;
 use crate::support::{data, data_arg, firewatch, folded_rows, tempdir};
 
 /// `go tool pprof` with a private, writable HOME and cache and no way to
@@ -80,7 +83,16 @@ impl GoPprof {
     ) -> (BTreeMap<String, (i64, i64)>, i64) {
         let unit_arg = format!("-unit={}", if unit.is_empty() { "minimum" } else { unit });
         let index_arg = format!("-sample_index={sample_index}");
-        let text = self.run(&["-top", "-nodecount=1000", &index_arg, &unit_arg], file);
+        let text = self.run(
+            &[
+                "-top",
+                "-nodecount=1000000",
+                "-nodefraction=0",
+                &index_arg,
+                &unit_arg,
+            ],
+            file,
+        );
         let mut rows = BTreeMap::new();
         let mut total = None;
         let mut in_table = false;
@@ -97,8 +109,10 @@ impl GoPprof {
                 let cum = value(fields.nth(2).expect("cum"), unit);
                 let name = fields.skip(1).collect::<Vec<_>>().join(" ");
                 let name = name.trim_end_matches(" (inline)").to_owned();
-                let previous = rows.insert(name.clone(), (flat, cum));
-                assert!(previous.is_none(), "{name} listed twice");
+                // pprof prints names trimmed: `f` and `f ` (a real
+                // profile's folded text has both) read as one name here.
+                let row = rows.entry(name).or_insert((0, 0));
+                *row = (row.0 + flat, row.1 + cum);
             }
         }
         (rows, total.expect("a total line"))
@@ -183,6 +197,127 @@ fn firewatch_top(file: &Path, sample_type: &str) -> (BTreeMap<String, (i64, i64)
         })
         .collect();
     (rows, doc["total"].as_i64().expect("total"))
+}
+
+/// `GET /api/v1/functions` as name -> (self, total), its total, and the
+/// value it says the filter's matches cover.
+fn server_functions(server: &Server, filter: &str) -> (BTreeMap<String, (i64, i64)>, i64, i64) {
+    let url = format!("{}/api/v1/functions", server.base);
+    let body = ureq::get(&url)
+        .query("query", "cargo.cpu")
+        .query("from", "now-10m")
+        .query("limit", "100000")
+        .query("filter", filter)
+        .call()
+        .expect("functions")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let rows =
+        doc["functions"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .fold(BTreeMap::new(), |mut rows, r| {
+                let v = |k: &str| r[k].as_i64().expect("a number");
+                // Trimmed, as pprof prints names.
+                let name = r["name"].as_str().expect("name").trim().to_owned();
+                let row: &mut (i64, i64) = rows.entry(name).or_default();
+                *row = (row.0 + v("self"), row.1 + v("total"));
+                rows
+            });
+    let n = |k: &str| doc[k].as_i64().expect("a number");
+    (rows, n("total"), n("covered"))
+}
+
+/// What the legacy ingest stores CPU samples as, and pprof prints them in.
+const UNIT: &str = "ns";
+
+/// The server's function table (what the UI's table, search and sandwich
+/// read) is the whole merged profile's, not a truncated tree's: on a real
+/// cargo build (3,911 stacks), every function's self and total equal
+/// `go tool pprof -top` on the same window's pprof export, and what a
+/// search covers equals what `-focus` keeps.
+#[test]
+fn server_function_table_is_go_pprof_top_on_a_real_profile() {
+    let Some(go) = GoPprof::find() else { return };
+    let mut folded = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../profile/tests/data/cargo-build.folded.gz"),
+        )
+        .expect("fixture"),
+    )
+    .read_to_string(&mut folded)
+    .expect("gunzip");
+    let server = Server::start();
+    server.ingest("cargo.cpu", "now-5m", "now-4m", &folded);
+    let dir = tempdir();
+    firewatch(
+        dir.path(),
+        &[
+            "render",
+            "cargo.cpu",
+            "--from",
+            "now-10m",
+            "-o",
+            "cargo.pb",
+            "--server",
+            &server.base,
+        ],
+    )
+    .ok();
+    let exported = dir.path().join("cargo.pb");
+    let (go_rows, go_total) = go.top(&exported, "cpu", UNIT);
+    let (rows, total, covered) = server_functions(&server, "");
+    assert_eq!(total, go_total);
+    assert_eq!(covered, total, "without a filter everything is covered");
+    assert!(rows.len() > 1000, "{} functions", rows.len());
+    let differ: Vec<String> = rows
+        .iter()
+        .filter(|(name, v)| go_rows.get(*name) != Some(v))
+        .map(|(name, v)| format!("{name}: ours {v:?}, go {:?}", go_rows.get(name)))
+        .chain(
+            go_rows
+                .keys()
+                .filter(|name| !rows.contains_key(*name))
+                .map(|name| format!("{name}: only in go")),
+        )
+        .take(10)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "self and total per function differ:\n{}",
+        differ.join("\n")
+    );
+
+    let (matched, _, covered) = server_functions(&server, "intern_ty");
+    assert!(!matched.is_empty());
+    assert!(
+        matched
+            .keys()
+            .all(|k| k.to_lowercase().contains("intern_ty"))
+    );
+    let unit = format!("-unit={UNIT}");
+    let focused = go.run(
+        &[
+            "-top",
+            "-nodecount=1000000",
+            "-nodefraction=0",
+            "-focus=(?i)intern_ty",
+            &unit,
+        ],
+        &exported,
+    );
+    // With every node shown, what they account for is what -focus kept.
+    let focus_total = focused
+        .lines()
+        .find_map(|l| l.split_once("accounting for ").map(|(_, r)| r))
+        .and_then(|r| r.split_once(',').map(|(v, _)| value(v, UNIT)))
+        .unwrap_or_else(|| panic!("no total in {focused}"));
+    assert_eq!(covered, focus_total, "a search covers what -focus keeps");
 }
 
 #[test]

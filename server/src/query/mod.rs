@@ -9,6 +9,7 @@
 //! Routes are also served under `/pyroscope/` as Pyroscope serves them.
 
 pub mod diff;
+mod functions;
 pub mod labels;
 pub mod output;
 pub mod render;
@@ -21,12 +22,14 @@ use crate::error::ApiError;
 use crate::http::Params;
 use crate::selector::parse_query;
 use crate::store::Selection;
-use crate::time::{TimeRange, parse_duration};
+use crate::time::{TimeRange, now_ms, parse_duration, parse_range};
 
 /// The query routes.
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/api/v1/services", get(labels::services))
+        .route("/api/v1/functions", get(functions::functions))
+        .route("/api/v1/sandwich", get(functions::sandwich))
         .route("/api/apps", get(labels::apps));
     for prefix in ["", "/pyroscope"] {
         router = router
@@ -94,6 +97,32 @@ pub fn selection(
         from_ms: range.from_ms,
         until_ms: range.until_ms,
     })
+}
+
+/// The query text and the selection a request names with `query`, `from`,
+/// `until` (default: the last hour) and a profile type parameter.
+pub fn requested_selection(tenant: &str, params: &Params) -> Result<(String, Selection), ApiError> {
+    let query = params.require("query")?;
+    let selection = selection(
+        tenant,
+        query,
+        profile_type_param(params),
+        requested_range(params)?,
+    )?;
+    Ok((query.to_owned(), selection))
+}
+
+/// The window a request names with `from` and `until` (default: the last
+/// hour).
+pub fn requested_range(params: &Params) -> Result<TimeRange, ApiError> {
+    parse_range(
+        params.get("from"),
+        params.get("until"),
+        "now-1h",
+        ("from", "until"),
+        now_ms(),
+    )
+    .map_err(ApiError::BadRequest)
 }
 
 /// Reads the profile type parameter (`profile_type`, also `profileType`

@@ -9,27 +9,37 @@
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
-use firewatch_profile::Flamebearer;
+use firewatch_profile::{FlameTree, Flamebearer};
 use firewatch_render::{RenderError, SvgOptions, flamegraph_svg};
 use serde::Serialize;
 
 use super::output::{self, Format, Metadata};
-use super::{max_nodes, profile_type_param, selection, step_ms};
+use super::{max_nodes, requested_selection, step_ms};
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::http::Params;
 use crate::ingest::legacy::SPY_LABEL;
 use crate::store::{Merged, Selection, Store, Timeline};
-use crate::time::{now_ms, parse_range};
 
-/// The JSON answer: Pyroscope's layout.
+/// The JSON answer: Pyroscope's layout, and how much of the call tree the
+/// flamebearer draws.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct RenderJson {
     version: u32,
     flamebearer: Flamebearer,
     metadata: Metadata,
     timeline: Timeline,
+    call_tree_nodes: CallTreeNodes,
+}
+
+/// The call tree's size, whole and as drawn within `maxNodes` (the rest
+/// folded into "other" nodes whose totals are exact).
+#[derive(Serialize)]
+struct CallTreeNodes {
+    total: usize,
+    drawn: usize,
 }
 
 /// How to draw, from the request.
@@ -48,16 +58,7 @@ pub async fn render(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let params = Params::from_uri(&uri)?;
-    let query = params.require("query")?;
-    let range = parse_range(
-        params.get("from"),
-        params.get("until"),
-        "now-1h",
-        ("from", "until"),
-        now_ms(),
-    )
-    .map_err(ApiError::BadRequest)?;
-    let selection = selection(&tenant, query, profile_type_param(&params), range)?;
+    let (query, selection) = requested_selection(&tenant, &params)?;
     let options = Options {
         format: Format::parse(
             params.get("format"),
@@ -66,7 +67,7 @@ pub async fn render(
         max_nodes: max_nodes(&params)?,
         icicle: params.flag("icicle", false)?,
         title: params.get("title").map(str::to_owned),
-        name: query.to_owned(),
+        name: query,
     };
     let step = step_ms(&params)?;
     let (merged, spy) = tokio::join!(
@@ -105,9 +106,20 @@ fn draw(merged: Merged, options: &Options, spy: &str) -> Result<Response, ApiErr
     } = merged;
     match options.format {
         Format::Json => {
+            let full = FlameTree::from_profile(&profile, 0);
+            let total = full.len();
+            let drawn = if total > options.max_nodes {
+                full.truncate(options.max_nodes)
+            } else {
+                full
+            };
             let body = RenderJson {
                 version: 1,
-                flamebearer: output::tree(&profile, options.max_nodes).to_flamebearer(),
+                call_tree_nodes: CallTreeNodes {
+                    total,
+                    drawn: drawn.len(),
+                },
+                flamebearer: drawn.to_flamebearer(),
                 metadata: output::metadata(&profile, "single", &options.name, spy),
                 timeline,
             };

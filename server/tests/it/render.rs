@@ -197,11 +197,19 @@ async fn selector_form_and_errors(s: &TestServer) {
         ))
         .await;
     assert_eq!(r.expect(200).json()["flamebearer"]["numTicks"], 20_000_000);
+    // Without a type anywhere, CPU: `{}` is every service's CPU.
+    for query in [r#"{service_name="sel"}"#, "{}"] {
+        let r = s.send(render(query, t, "")).await;
+        assert_eq!(
+            r.expect(200).json()["flamebearer"]["numTicks"],
+            20_000_000,
+            "{query}"
+        );
+    }
 
     let cases: Vec<(Req, &str)> = vec![
         (render(r#"sel.cpu{env="x" zone="y"}"#, t, ""), "position 16"),
         (render(r#"sel.cpu{env~"x"}"#, t, ""), "position 11"),
-        (render(r#"{service_name="sel"}"#, t, ""), "profile type"),
         (Req::get("/render?from=now-1h"), "`query`"),
         (
             Req::get("/render?query=sel.cpu&from=now&until=now-1h"),

@@ -177,12 +177,16 @@ fn ui_walkthrough() {
         b.wait("document.getElementById('search-result').textContent.includes('60.00%')", "the search share").await;
         b.shot("04-search").await;
 
-        // The top table, filtered by the same search, then sorted.
+        // The top table has a filter of its own (the search stays the
+        // flamegraph's), then sorts.
         b.click("[data-view=table]").await;
-        b.wait("document.querySelector('#top tbody tr')", "the top table").await;
+        b.wait("document.querySelectorAll('#top tbody tr').length === 6", "every function").await;
         assert_eq!(b.text(&first_row("#top")).await, "parse");
+        b.type_into("#filter", "ha").await;
+        b.wait("window.firewatch.state.filter === 'ha' && document.querySelectorAll('#top tbody tr').length === 1", "the filtered table").await;
+        assert_eq!(b.state("search").await, "pars", "the flamegraph's search is its own");
         b.type_into("#filter", "").await;
-        b.wait("window.firewatch.state.search === ''", "filter cleared").await;
+        b.wait("window.firewatch.state.filter === ''", "filter cleared").await;
         b.wait("document.querySelectorAll('#top tbody tr').length === 6", "every function").await;
         assert_eq!(b.text(&first_row("#top")).await, "parse", "sorted by self");
         b.click("#top th button[data-sort=name]").await;
@@ -292,6 +296,167 @@ fn ui_walkthrough() {
         b.click("[data-view=flame]").await;
         b.settled().await;
         b.shot("11-dark").await;
+        b.close().await;
+    });
+    server.stop();
+}
+
+/// Every number a reader takes from the page comes from the whole profile,
+/// not from the flamegraph truncated for drawing: a real cargo build
+/// (3,911 stacks) drawn with 200 nodes still lists its busiest functions
+/// with their true self and total, a search states the share of the whole
+/// profile, and the sandwich finds a function from part of its name.
+#[test]
+fn ui_numbers_come_from_the_whole_profile() {
+    if skip() {
+        return;
+    }
+    use std::io::Read;
+    let mut folded = String::new();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../profile/tests/data/cargo-build.folded.gz"
+    );
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("fixture"))
+        .read_to_string(&mut folded)
+        .expect("gunzip");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    ingest(&server.base, "cargo.cpu", now_s() - 600, &folded);
+    let truth = |filter: &str| -> serde_json::Value {
+        let body = ureq::get(&format!("{}/api/v1/functions", server.base))
+            .query("query", "cargo.cpu")
+            .query("limit", "20")
+            .query("filter", filter)
+            .call()
+            .expect("functions")
+            .body_mut()
+            .read_to_string()
+            .expect("body");
+        serde_json::from_str(&body).expect("JSON")
+    };
+    let all = truth("");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = Browser::start("truth").await;
+        let page = format!("{}/?query=cargo.cpu&maxNodes=200", server.base);
+        b.goto(&format!("{page}&view=table")).await;
+        b.wait("document.querySelectorAll('#top tbody tr').length >= 20", "the table").await;
+        let shown = b
+            .js("return [...document.querySelectorAll('#top tbody td.name button.link')].slice(0, 20).map(b => b.textContent);")
+            .await;
+        let want: Vec<&str> = all["functions"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(shown, json!(want), "the busiest functions of the whole profile");
+        assert!(!want.contains(&"other"));
+        let count = b.text("#table-count").await;
+        assert!(count.contains(&format!("of {} functions", all["count"])), "{count}");
+        b.shot("01-table-of-the-whole-profile").await;
+
+        // A search's share is the whole profile's, as the API computes it.
+        let intern = truth("intern_ty");
+        let share = 100.0 * intern["covered"].as_f64().expect("covered") / intern["total"].as_f64().expect("total");
+        b.goto(&format!("{page}&search=intern_ty")).await;
+        let text = format!("{share:.2}%");
+        b.wait(&format!("document.getElementById('search-result').textContent.includes('{text}')"), "the search share").await;
+        b.shot("02-search-share").await;
+
+        // Part of a name finds the function; its sandwich is the whole profile's.
+        b.goto(&format!("{page}&view=sandwich&fn=intern_ty")).await;
+        b.wait("document.getElementById('fn-summary').textContent.includes('did you mean')", "suggestions").await;
+        let summary = b.text("#fn-summary").await;
+        assert!(summary.contains("<rustc_middle::ty::context::CtxtInterners>::intern_ty"), "{summary}");
+        b.type_into("#fn", "<rustc_middle::ty::context::CtxtInterners>::intern_ty").await;
+        b.js("document.getElementById('fn').dispatchEvent(new Event('change')); return true;").await;
+        b.wait("document.getElementById('fn-summary').textContent.includes('total')", "the sandwich").await;
+        let summary = b.text("#fn-summary").await;
+        let row = intern["functions"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == "<rustc_middle::ty::context::CtxtInterners>::intern_ty")
+            .expect("intern_ty's row");
+        let total_share = 100.0 * row["total"].as_f64().expect("total") / all["total"].as_f64().expect("total");
+        assert!(summary.contains(&format!("{total_share:.2}%")), "{summary} vs {row}");
+        b.shot("03-sandwich-found").await;
+        b.close().await;
+    });
+    server.stop();
+}
+
+/// A shared link pins its times; an empty range offers the latest data; a
+/// flamegraph drawn within a small budget says so and draws more; a deploy
+/// marker compares the selected range split at the deploy, never the future.
+#[test]
+fn ui_sharing_empty_ranges_budgets_and_deploys() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    let deploy = checkout_data(&server.base);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = Browser::start("sharing").await;
+        let page = format!("{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}", server.base);
+
+        // Share: relative times become the times they meant.
+        b.goto(&format!("{page}&from=now-6h")).await;
+        assert_eq!(b.settled().await, "ready");
+        b.click("#share").await;
+        b.wait("document.getElementById('share').dataset.link", "the link").await;
+        let link = b.js("return document.getElementById('share').dataset.link;").await;
+        let link = link.as_str().expect("a link").to_owned();
+        assert!(!link.contains("now"), "{link}");
+        b.goto(&link).await;
+        assert_eq!(b.settled().await, "ready");
+        let (from, until): (i64, i64) = (
+            b.state("from").await.parse().expect("pinned from"),
+            b.state("until").await.parse().expect("pinned until"),
+        );
+        assert!((until - from - 6 * 3600).abs() <= 2, "{from}..{until}");
+
+        // An empty range offers the latest data.
+        b.goto(&format!("{page}&from=now-30d&until=now-29d")).await;
+        assert_eq!(b.settled().await, "empty");
+        b.wait("document.getElementById('jump-latest')", "the offer").await;
+        b.shot("01-empty-offers-latest").await;
+        b.click("#jump-latest").await;
+        b.wait("/^\\d+$/.test(window.firewatch.state.from) && document.body.dataset.status === 'ready'", "the latest data").await;
+
+        // A small node budget says what it folds and draws more on request.
+        b.goto(&format!("{page}&maxNodes=3")).await;
+        assert_eq!(b.settled().await, "ready");
+        b.wait("document.getElementById('more-nodes')", "the offer of more nodes").await;
+        assert!(b.text("#status").await.contains("drawn; smaller calls"));
+        let (x, y) = b.node("flame", "other").await.expect("an other box");
+        b.hover(x, y).await;
+        b.wait("document.getElementById('tooltip').textContent.includes('too small to draw')", "what other is").await;
+        b.shot("02-other-explained").await;
+        b.click("#more-nodes").await;
+        b.wait("Number(window.firewatch.state.maxNodes) > 3 && document.body.dataset.status === 'ready'", "more nodes").await;
+        assert!(b.node("flame", "parse").await.is_some(), "parse is drawn");
+
+        // The deploy marker splits the selected range at the deploy.
+        b.goto(&format!("{page}&from=now-3h")).await;
+        assert_eq!(b.settled().await, "ready");
+        b.wait("window.firewatch.marker(0)", "the deploy marker").await;
+        let m = b.js("return window.firewatch.marker(0);").await;
+        b.click_at(m["x"].as_f64().expect("x"), m["y"].as_f64().expect("y")).await;
+        b.wait("!document.getElementById('annotation-pop').hidden", "the annotation").await;
+        b.click("#annotation-compare").await;
+        b.wait("window.firewatch.state.view === 'diff' && document.body.dataset.status === 'ready'", "the diff").await;
+        let n = |s: String| s.parse::<i64>().expect("pinned time");
+        assert_eq!(n(b.state("leftUntil").await), deploy);
+        assert_eq!(n(b.state("rightFrom").await), deploy);
+        let right_until = n(b.state("rightUntil").await);
+        assert!(right_until <= now_s() + 1, "the comparison ends by now: {right_until}");
+        assert!(n(b.state("leftFrom").await) <= deploy - 2 * 3600 + 60, "the range's start");
+        b.shot("03-deploy-split").await;
         b.close().await;
     });
     server.stop();
