@@ -2,6 +2,8 @@
 //! sampling a real workload with perf events (run as root), the server
 //! storing into a real SQLite file, queries over HTTP.
 
+#[path = "../../server/tests/it/debuginfod.rs"]
+mod debuginfod;
 mod support;
 
 mod agent_to_server;

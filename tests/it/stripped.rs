@@ -3,9 +3,9 @@
 //! (`objcopy --only-keep-debug`, then `strip`), profiled by the real agent.
 //! Its frames reach the server as build id + address, read
 //! `fw_e2e_stripped+0x…` (never a wrong name) until the debug file is
-//! uploaded, and are named in every query after; an agent that finds the
-//! debug file in its debug directory (`.build-id/xx/rest.debug`) names
-//! them itself.
+//! uploaded or served by Debian's debuginfod, and are named in every query
+//! after; an agent that finds the debug file in its debug directory
+//! (`.build-id/xx/rest.debug`) names them itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use firewatch_agent::Config;
 use firewatch_server::symbols::{Symbols, SymbolsOptions, debug_file_build_id};
 
+use crate::debuginfod::{start_debuginfod, wait_indexed};
 use crate::support::{Server, build_workload_as, profile_until_exit};
 
 const NAME: &str = "fw_e2e_stripped";
@@ -170,6 +171,48 @@ fn stripped_frames_are_named_once_the_debug_file_is_uploaded() {
     assert!(
         after.lines().any(|l| l.contains("main;fw_worker;fw_hot")),
         "{after}"
+    );
+}
+
+#[test]
+fn stripped_frames_are_named_once_debuginfod_has_the_debug_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (workload, debug) = build(dir.path());
+    let (build_id, _) = debug_file_build_id(&debug).expect("debug file");
+    let served = tempfile::tempdir().expect("tempdir");
+    let debuginfod = start_debuginfod(served.path());
+    let symbols = Symbols::new(SymbolsOptions {
+        dir: Some(dir.path().join("debuginfo")),
+        debuginfod_urls: vec![debuginfod.url.clone()],
+        max_file_bytes: 64 << 20,
+        tenant_quota_bytes: 64 << 20,
+        cache_bytes: 64 << 20,
+        debuginfod_timeout: Duration::from_secs(10),
+        debuginfod_retry: Duration::from_secs(1),
+    });
+    let server = Server::start_with(&dir.path().join("firewatch.db"), 0, symbols);
+    profile(&workload, &server.base, Vec::new());
+
+    // debuginfod is asked and has nothing yet: every frame stays unnamed.
+    let before = folded(&server.base);
+    let c = census(&before);
+    assert!(c.unnamed > 0, "no sample of the workload:\n{before}");
+    assert_eq!(c.named, 0, "named before any debug file exists:\n{before}");
+
+    std::fs::copy(&debug, served.path().join("workload.debug")).expect("copy");
+    wait_indexed(&debuginfod.url, &build_id);
+    // Past the retry period of the miss above.
+    std::thread::sleep(Duration::from_millis(1100));
+    let after = folded(&server.base);
+    let c = census(&after);
+    assert_eq!(
+        c.unnamed, 0,
+        "every frame of the workload is named:\n{after}"
+    );
+    assert!(
+        (0.65..0.85).contains(&c.hot_share),
+        "fw_hot share {:.3}\n{after}",
+        c.hot_share
     );
 }
 

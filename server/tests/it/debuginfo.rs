@@ -5,8 +5,8 @@
 //! `debuginfod`. Names are checked against binutils' `addr2line`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use firewatch_profile::pprof::{encode, proto};
 use firewatch_profile::zstd;
@@ -15,6 +15,7 @@ use firewatch_server::store::StoreOptions;
 use firewatch_server::symbols::{Symbols, debug_file_build_id};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
+use crate::debuginfod::{start_debuginfod, wait_indexed};
 use crate::harness::{Req, TestServer, Transport, base_ms, debug_options, enc, folded_map};
 use crate::on_every_backend;
 use crate::support::Backend;
@@ -375,76 +376,6 @@ async fn uploads_stop_at_the_tenant_quota() {
         .await
         .error(413);
     assert!(e.contains("quota"), "{e}");
-}
-
-/// Debian's debuginfod serving a directory on loopback.
-struct Debuginfod {
-    child: Child,
-    url: String,
-    _db: tempfile::TempDir,
-}
-
-impl Drop for Debuginfod {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start_debuginfod(files: &Path) -> Debuginfod {
-    let db = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let child = Command::new("debuginfod")
-        .args(["-F", "-t", "1", "-g", "0", "-p", &port.to_string(), "-d"])
-        .arg(db.path().join("index.sqlite"))
-        .arg(files)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("debuginfod (Debian package debuginfod; .ci/run installs it)");
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "debuginfod did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Debuginfod {
-        child,
-        url,
-        _db: db,
-    }
-}
-
-/// Waits until debuginfod indexed `build_id`.
-fn wait_indexed(url: &str, build_id: &str) {
-    let started = Instant::now();
-    loop {
-        let status = ureq::get(format!("{url}/buildid/{build_id}/debuginfo"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .map(|r| r.status().as_u16())
-            .map_err(|e| e.to_string());
-        if status == Ok(200) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "debuginfod did not index {build_id}: {status:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A debug file no one uploaded is fetched from debuginfod: unnamed while

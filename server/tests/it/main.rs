@@ -24,6 +24,7 @@
 //! HTTP cases run three ways: SQLite in process (`oneshot`), SQLite over a
 //! loopback socket, and PostgreSQL over a loopback socket.
 
+mod debuginfod;
 mod harness;
 mod pg;
 mod support;
