@@ -60,6 +60,7 @@ const get = (path, params, signal) => request(url(path, params), { signal });
 
 export const api = {
   services: (signal) => get('/api/v1/services', {}, signal),
+  activity: (params, signal) => get('/api/v1/activity', params, signal),
   labelNames: (query, signal) => get('/labels', { query }, signal),
   labelValues: (label, query, signal) => get('/label-values', { label, query }, signal),
   render: (params, signal) => get('/render', { ...params, format: 'json' }, signal),

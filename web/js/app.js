@@ -4,7 +4,7 @@
 // else only redraws.
 
 import { ApiError, api, url } from './api.js';
-import { FlameGraph } from './flamegraph.js';
+import { FlameGraph, fit } from './flamegraph.js';
 import { formatPercent, formatTime, formatValue, typeLabel } from './format.js';
 import { parseSelector, serviceOf, withMatcher } from './query.js';
 import { DATA_KEYS, DIFF_KEYS, changed, fromSearch, resolveTime, toSearch, unixSeconds } from './state.js';
@@ -171,7 +171,8 @@ async function loadDiff() {
 
 function draw() {
   syncControls();
-  for (const view of ['flame', 'table', 'sandwich', 'diff']) $(`view-${view}`).hidden = state.view !== view;
+  for (const view of ['services', 'flame', 'table', 'sandwich', 'diff']) $(`view-${view}`).hidden = state.view !== view;
+  if (state.view === 'services') return drawServices();
   const tree = data.tree;
   drawTimeline();
   updateExports();
@@ -246,14 +247,80 @@ function answer(kind, params, fetcher) {
   return undefined;
 }
 
+/** Matching functions listed under the search. */
+const SEARCH_LIST = 10;
+/** The drawn boxes a search matched (outermost, largest first), and which one Next zoomed to. */
+let searchMatches = [];
+let searchCursor = -1;
+let searchedFor = '';
+
+/** Boxes that match and have no matching ancestor, largest first. */
+function outermostHits(tree, hits) {
+  const out = [];
+  for (let i = 1; i < tree.n; i += 1) {
+    if (!hits[i]) continue;
+    let inner = false;
+    for (let k = tree.parent[i]; k > 0; k = tree.parent[k]) if (hits[k]) inner = true;
+    if (!inner) out.push(i);
+  }
+  return out.sort((a, b) => tree.total[b] - tree.total[a]);
+}
+
+/** Zooms to the next (`step` 1) or previous (-1) matching box. */
+function stepMatch(step) {
+  if (!searchMatches.length || !data.tree) return;
+  const n = searchMatches.length;
+  searchCursor = (((searchCursor + step) % n) + n) % n;
+  update({ zoom: pathOf(data.tree, searchMatches[searchCursor]).join(';') });
+}
+
+/** The functions a search matches, with their share of the whole profile. */
+function drawSearchList(cover, meta) {
+  const list = $('search-list');
+  if (!cover || cover instanceof ApiError || !cover.functions.length) {
+    list.hidden = true;
+    list.replaceChildren();
+    return;
+  }
+  list.hidden = false;
+  list.replaceChildren(
+    ...cover.functions.map((r) => {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'link';
+      b.textContent = r.name;
+      b.title = `Search for ${r.name} only`;
+      b.addEventListener('click', () => update({ search: r.name }));
+      const share = document.createElement('span');
+      share.className = 'muted';
+      share.textContent = ` total ${formatValue(r.total, meta)} (${formatPercent(cover.total ? r.total / cover.total : 0)})`;
+      li.append(b, share);
+      return li;
+    }),
+  );
+  if (cover.matched > cover.functions.length) {
+    const more = document.createElement('li');
+    more.className = 'muted';
+    more.textContent = `and ${cover.matched - cover.functions.length} more (see the top table)`;
+    list.append(more);
+  }
+}
+
 function drawFlame(tree, meta) {
   const hits = searchTree(tree, state.search);
   const zoom = findPath(tree, state.zoom ? state.zoom.split(';') : []);
   flame.show(tree, { meta, orient: state.orient, zoom, hits: hits?.hits });
   // Highlighting marks the drawn boxes; the share is the whole profile's.
   const cover = state.search.trim()
-    ? answer('cover', { ...profileParams(), filter: state.search, limit: 1 }, api.functions)
+    ? answer('cover', { ...profileParams(), filter: state.search, limit: SEARCH_LIST }, api.functions)
     : null;
+  drawSearchList(cover, meta);
+  searchMatches = hits ? outermostHits(tree, hits.hits) : [];
+  if (searchedFor !== state.search) searchCursor = -1;
+  searchedFor = state.search;
+  $('search-prev').hidden = searchMatches.length === 0;
+  $('search-next').hidden = searchMatches.length === 0;
   $('search-result').textContent = !cover
     ? ''
     : cover instanceof ApiError
@@ -372,12 +439,30 @@ function drawDiff() {
 
 // ---------------------------------------------------------------- controls
 
+/** The services' activity in the selected range and type, busiest first. */
+function activity() {
+  return answer('activity', { profile_type: state.type, from: state.from, until: state.until }, api.activity);
+}
+
 function syncControls() {
   const service = serviceOf(state.query);
   const sel = $('service');
-  const names = services.map((s) => s.name);
+  let names = services.map((s) => s.name);
+  const active = activity();
+  const idle = new Set();
+  if (active && !(active instanceof ApiError)) {
+    const rank = new Map(active.services.map((s, i) => [s.name, s.total > 0 ? i : Infinity]));
+    for (const n of names) if (!(rank.get(n) < Infinity)) idle.add(n);
+    if (state.order === 'activity') {
+      names = [...names].sort((a, b) => (rank.get(a) ?? Infinity) - (rank.get(b) ?? Infinity) || a.localeCompare(b));
+    }
+  }
   if (service && !names.includes(service)) names.push(service);
-  setOptions(sel, [['', names.length ? 'Choose a service…' : 'No services yet'], ...names.map((n) => [n, n])], service);
+  const label = (n) => (idle.has(n) ? `${n} (no samples)` : n);
+  setOptions(sel, [['', names.length ? 'Choose a service…' : 'No services yet'], ...names.map((n) => [n, label(n)])], service);
+  $('service-order').textContent = state.order === 'activity' ? 'A–Z' : 'Busiest';
+  $('service-order').title =
+    state.order === 'activity' ? 'Busiest first now: order by name' : 'By name now: busiest first';
   const types = new Set();
   for (const s of services) if (!service || s.name === service) s.profileTypes.forEach((t) => types.add(t));
   if (state.type) types.add(state.type);
@@ -465,6 +550,68 @@ function updateExports() {
   svg.download = `${base}.svg`;
   pprof.download = `${base}.pb.gz`;
   folded.download = `${base}.folded`;
+}
+
+/** The services overview: each service's share of the range, busiest first. */
+function drawServices() {
+  const a = activity();
+  drawTimeline();
+  updateExports();
+  if (!a || a instanceof ApiError) {
+    setStatus(a ? 'error' : 'loading', a ? a.message : 'Loading services…');
+    return;
+  }
+  const meta = a.metadata ?? {};
+  setStatus(
+    a.total ? 'ready' : 'empty',
+    a.total ? `${formatValue(a.total, meta)} across ${a.services.length} services.` : 'No samples in this range.',
+  );
+  $('services-count').textContent = `${a.services.filter((s) => s.total > 0).length} of ${a.services.length} services with samples`;
+  const table = $('services-table');
+  const head = document.createElement('thead');
+  head.innerHTML = '<tr><th scope="col">Service</th><th scope="col">Total</th><th scope="col">Over time</th></tr>';
+  const body = document.createElement('tbody');
+  for (const s of a.services) {
+    const tr = document.createElement('tr');
+    const name = document.createElement('td');
+    name.className = 'name';
+    const open = document.createElement('button');
+    open.type = 'button';
+    open.className = 'link';
+    open.textContent = s.name;
+    open.title = `Flamegraph of ${s.name}`;
+    open.addEventListener('click', () =>
+      update({ query: withMatcher('', 'service_name', '=', s.name), view: 'flame', zoom: '', fn: '' }),
+    );
+    name.append(open);
+    const total = document.createElement('td');
+    total.className = 'num';
+    total.textContent = `${formatValue(s.total, meta)} · ${formatPercent(a.total ? s.total / a.total : 0)}`;
+    const spark = document.createElement('td');
+    spark.append(sparkline(s.timeline.samples));
+    tr.append(name, total, spark);
+    body.append(tr);
+  }
+  table.replaceChildren(head, body);
+}
+
+/** A small line of a timeline's points, as inline SVG. */
+function sparkline(points) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  const w = 160;
+  const h = 24;
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('width', String(w));
+  svg.setAttribute('height', String(h));
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('aria-hidden', 'true');
+  const max = Math.max(1, ...points);
+  const n = Math.max(1, points.length - 1);
+  const line = document.createElementNS(ns, 'polyline');
+  line.setAttribute('points', points.map((v, i) => `${((i / n) * w).toFixed(1)},${(h - 1 - (v / max) * (h - 2)).toFixed(1)}`).join(' '));
+  svg.append(line);
+  return svg;
 }
 
 /** The largest node budget the server draws. */
@@ -715,6 +862,11 @@ function bind() {
     if (shownAnnotation) compareAround(shownAnnotation);
   });
   $('annotation-close').addEventListener('click', () => ($('annotation-pop').hidden = true));
+  $('search-next').addEventListener('click', () => stepMatch(1));
+  $('search-prev').addEventListener('click', () => stepMatch(-1));
+  $('service-order').addEventListener('click', () =>
+    update({ order: state.order === 'activity' ? 'name' : 'activity' }),
+  );
   $('share').addEventListener('click', async () => {
     const link = shareLink();
     $('share').dataset.link = link;
@@ -759,8 +911,16 @@ async function start() {
     showError(e);
     return;
   }
-  if (!state.query && services.length) {
-    const first = services[0];
+  if (!state.query && services.length && state.view !== 'services') {
+    // Open on the busiest service of the range (by CPU), else the first.
+    let busiest = null;
+    try {
+      const a = await api.activity({ profile_type: state.type, from: state.from, until: state.until });
+      busiest = a?.services?.find((s) => s.total > 0)?.name ?? null;
+    } catch {
+      busiest = null;
+    }
+    const first = services.find((s) => s.name === busiest) ?? services[0];
     const type = first.profileTypes.find((t) => t.includes(':cpu:')) ?? first.profileTypes[0] ?? '';
     update({ query: withMatcher('', 'service_name', '=', first.name), type }, { push: false });
     return;
@@ -782,6 +942,7 @@ window.firewatch = {
   get state() {
     return { ...state };
   },
+  fit,
   stats: () => ({ flame: { ...flame.stats }, diff: { ...diffGraph.stats }, nodes: data.tree?.n ?? 0 }),
   box: (which, name) => ({ flame, callers, callees, diff: diffGraph })[which]?.boxOf(name) ?? null,
   marker: (i) => (data.annotations[i] ? timeline.markerPoint(data.annotations[i]) : null),

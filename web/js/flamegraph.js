@@ -395,10 +395,19 @@ function firstEndingAfter(t, lo, hi, x) {
   return a;
 }
 
-function fit(text, chars) {
+/**
+ * A label of at most `chars` characters. A long name is cut in the middle,
+ * keeping its last path segment (the method: `llvm::Dw…::addString`), so a
+ * tower of boxes from one namespace still reads apart; a segment too long
+ * for the box keeps its end.
+ */
+export function fit(text, chars) {
   if (chars <= 1) return '';
   if (text.length <= chars) return text;
-  return `${text.slice(0, chars - 1)}…`;
+  const sep = Math.max(text.lastIndexOf('::'), text.lastIndexOf('.'), text.lastIndexOf('/'));
+  const tail = sep > 0 ? text.slice(sep) : '';
+  if (tail && tail.length + 2 <= chars) return `${text.slice(0, chars - 1 - tail.length)}…${tail}`;
+  return `…${text.slice(text.length - (chars - 1))}`;
 }
 
 // FlameGraph's warm palette, stable per name: the same function has the

@@ -7,7 +7,8 @@ export const DEFAULTS = Object.freeze({
   type: '', // profile type id
   from: 'now-1h',
   until: 'now',
-  view: 'flame', // flame | table | sandwich | diff
+  view: 'flame', // services | flame | table | sandwich | diff
+  order: 'activity', // the service picker's order: activity | name
   orient: 'icicle', // icicle | flame
   zoom: '', // names from the root to the zoomed node, joined by ';'
   search: '', // the flamegraph's search

@@ -18,11 +18,14 @@ use axum::extract::State;
 use axum::http::Uri;
 use serde::Serialize;
 
+use super::output::{self, Metadata};
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::http::Params;
 use crate::selector::{Matcher, parse_matchers, parse_query};
+use crate::store::Timeline;
+use firewatch_profile::Profile;
 
 /// The matcher sets of a request: one per `match[]`, or the `query`; one
 /// empty set (everything) when neither is given.
@@ -108,6 +111,72 @@ pub async fn services(
         .collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(Services { services }))
+}
+
+/// One service's activity in a window.
+#[derive(Debug, Serialize)]
+pub struct ServiceActivity {
+    name: String,
+    /// The selected type's total over the window.
+    total: i64,
+    /// Totals per step, for a sparkline.
+    timeline: Timeline,
+}
+
+/// The `/api/v1/activity` answer.
+#[derive(Debug, Serialize)]
+pub struct Activity {
+    /// Busiest first.
+    services: Vec<ServiceActivity>,
+    /// Every service's total.
+    total: i64,
+    /// How to format the values (units, sample rate).
+    metadata: Option<Metadata>,
+}
+
+/// `GET /api/v1/activity`: the services whose series pass `query` (default
+/// `{}`: all), ranked by the total of the profile type (`profile_type`,
+/// default CPU) in `[from, until)`, each with its timeline; computed from
+/// stored totals, no profile is merged.
+pub async fn activity(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    uri: Uri,
+) -> Result<Json<Activity>, ApiError> {
+    let params = Params::from_uri(&uri)?;
+    let query = params.get("query").unwrap_or("{}");
+    let selection = super::selection(
+        &tenant,
+        query,
+        super::profile_type_param(&params),
+        super::requested_range(&params)?,
+    )?;
+    let step = super::step_ms(&params)?;
+    let Some((sample_type, ranked)) = state.store.activity(&selection, step).await? else {
+        return Ok(Json(Activity {
+            services: Vec::new(),
+            total: 0,
+            metadata: None,
+        }));
+    };
+    let services: Vec<ServiceActivity> = ranked
+        .into_iter()
+        .map(|(name, timeline)| ServiceActivity {
+            name,
+            total: timeline
+                .samples
+                .iter()
+                .fold(0i64, |a, v| a.saturating_add(*v)),
+            timeline,
+        })
+        .collect();
+    let total = services.iter().fold(0i64, |a, s| a.saturating_add(s.total));
+    let shape = Profile::new(vec![sample_type]);
+    Ok(Json(Activity {
+        services,
+        total,
+        metadata: Some(output::metadata(&shape, "single", query, "")),
+    }))
 }
 
 /// One entry of Pyroscope's `/api/apps`.

@@ -28,6 +28,7 @@ use crate::time::{TimeRange, now_ms, parse_duration, parse_range};
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/api/v1/services", get(labels::services))
+        .route("/api/v1/activity", get(labels::activity))
         .route("/api/v1/functions", get(functions::functions))
         .route("/api/v1/sandwich", get(functions::sandwich))
         .route("/api/apps", get(labels::apps));

@@ -295,6 +295,17 @@ impl Store {
         select::select(&self.inner, selection, step_ms).await
     }
 
+    /// Each service's timeline of a selection's type, from block totals
+    /// only, busiest first (ties by name), with the type; `None` when no
+    /// series has it.
+    pub async fn activity(
+        &self,
+        selection: &Selection,
+        step_ms: Option<i64>,
+    ) -> Result<Option<(SampleType, Vec<(String, Timeline)>)>> {
+        select::activity(&self.inner, selection, step_ms).await
+    }
+
     /// Label names of the tenant's series that pass `matchers`, sorted.
     pub async fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
         self.matching(tenant, matchers, |labels, out| {

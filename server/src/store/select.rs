@@ -8,7 +8,7 @@ use super::backend::{BlockMeta, Bucket, SUMMED_COLUMNS};
 use super::blob::{Block, total_of};
 use super::plan::{TIER_WIDTH_MS, TOP_TIER, cover};
 use super::{Inner, Merged, Result, Selection, StoreError, Timeline, is_gauge};
-use crate::selector::{PROFILE_NAME, matches_all};
+use crate::selector::{PROFILE_NAME, SERVICE_NAME, matches_all};
 
 /// Most points a timeline has; a smaller requested step is widened.
 const MAX_POINTS: i64 = 10_000;
@@ -92,6 +92,70 @@ pub(super) async fn select(inner: &Inner, sel: &Selection, step_ms: Option<i64>)
         timeline,
         series: targets.len(),
     })
+}
+
+/// Each service's timeline of the selected type, from block totals alone
+/// (no profile is merged), busiest first: what the services overview and
+/// the picker's order read. `None` when no series has the type.
+pub(super) async fn activity(
+    inner: &Inner,
+    sel: &Selection,
+    step_ms: Option<i64>,
+) -> Result<Option<(SampleType, Vec<(String, Timeline)>)>> {
+    super::sync_if_changed(inner).await?;
+    let (targets, sample_type) = targets(inner, sel).await;
+    let Some(sample_type) = sample_type else {
+        return Ok(None);
+    };
+    let gauge = is_gauge(&sample_type.kind);
+    let step = choose_step(sel.from_ms, sel.until_ms, step_ms);
+    let points = ((sel.until_ms - sel.from_ms).max(0) + step - 1) / step;
+    let service_of: FxHashMap<i64, String> = {
+        let state = inner.state.read().await;
+        targets
+            .iter()
+            .map(|t| {
+                let name = state
+                    .series
+                    .get(&(t.series as u32))
+                    .and_then(|s| s.labels.get(SERVICE_NAME).cloned())
+                    .unwrap_or_default();
+                (t.series, name)
+            })
+            .collect()
+    };
+    let ids: Vec<i64> = targets.iter().map(|t| t.series).collect();
+    let blocks = cover(
+        inner.backend.as_ref(),
+        &ids,
+        sel.from_ms,
+        sel.until_ms,
+        timeline_tier(step),
+    )
+    .await?;
+    let mut columns: FxHashMap<&str, FxHashMap<i64, u32>> = FxHashMap::default();
+    for t in &targets {
+        let service = service_of.get(&t.series).map_or("", String::as_str);
+        columns
+            .entry(service)
+            .or_default()
+            .insert(t.series, t.column);
+    }
+    let mut out: Vec<(String, Timeline)> = columns
+        .into_iter()
+        .map(|(service, column_of)| {
+            let mut timeline = Timeline {
+                start_time: sel.from_ms.div_euclid(1000),
+                duration_delta: step / 1000,
+                samples: vec![0; points as usize],
+            };
+            fill_timeline(&mut timeline, &blocks, &column_of, sel.from_ms, step, gauge);
+            (service.to_owned(), timeline)
+        })
+        .collect();
+    let total = |t: &Timeline| t.samples.iter().fold(0i64, |a, v| a.saturating_add(*v));
+    out.sort_by(|a, b| total(&b.1).cmp(&total(&a.1)).then_with(|| a.0.cmp(&b.0)));
+    Ok(Some((sample_type, out)))
 }
 
 async fn targets(inner: &Inner, sel: &Selection) -> (Vec<Target>, Option<SampleType>) {

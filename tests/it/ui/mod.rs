@@ -175,7 +175,13 @@ fn ui_walkthrough() {
         // Search highlights and states the share it covers.
         b.type_into("#search", "pars").await;
         b.wait("document.getElementById('search-result').textContent.includes('60.00%')", "the search share").await;
+        b.wait("document.querySelectorAll('#search-list li').length === 1", "the matches listed").await;
+        assert!(b.text("#search-list").await.contains("parse"));
         b.shot("04-search").await;
+        b.click("#search-next").await;
+        b.wait("window.firewatch.state.zoom === 'main;serve;handle;parse'", "the next match").await;
+        b.click("#breadcrumb button:first-child").await;
+        b.wait("window.firewatch.state.zoom === ''", "zoom out").await;
 
         // The top table has a filter of its own (the search stays the
         // flamegraph's), then sorts.
@@ -356,6 +362,12 @@ fn ui_numbers_come_from_the_whole_profile() {
         let count = b.text("#table-count").await;
         assert!(count.contains(&format!("of {} functions", all["count"])), "{count}");
         b.shot("01-table-of-the-whole-profile").await;
+        // Box labels too long for their box keep the method's name.
+        assert_eq!(
+            b.js("return window.firewatch.fit('llvm::DwarfUnit::addString', 16);").await,
+            json!("llvm…::addString")
+        );
+        assert_eq!(b.js("return window.firewatch.fit('abcdefghij', 5);").await, json!("…ghij"));
 
         // A search's share is the whole profile's, as the API computes it.
         let intern = truth("intern_ty");
@@ -457,6 +469,65 @@ fn ui_sharing_empty_ranges_budgets_and_deploys() {
         assert!(right_until <= now_s() + 1, "the comparison ends by now: {right_until}");
         assert!(n(b.state("leftFrom").await) <= deploy - 2 * 3600 + 60, "the range's start");
         b.shot("03-deploy-split").await;
+        b.close().await;
+    });
+    server.stop();
+}
+
+/// The first question, "what is busy?": the page opens on the busiest
+/// service, the picker lists services busiest first (idle ones marked,
+/// name order one click away), and the Services view ranks them with their
+/// share and a sparkline; a row opens the service's flamegraph.
+#[test]
+fn ui_services_overview() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    let now = now_s();
+    ingest(&server.base, "alpha.cpu", now - 600, "main;a 10\n");
+    ingest(&server.base, "busy.cpu", now - 600, "main;b 70\n");
+    ingest(&server.base, "middle.cpu", now - 600, "main;m 20\n");
+    // Idle in the last hour: its only profile is three hours old.
+    ingest(&server.base, "aardvark.cpu", now - 3 * 3600, "main;z 5\n");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = Browser::start("services").await;
+        b.goto(&format!("{}/", server.base)).await;
+        assert_eq!(b.settled().await, "ready");
+        assert!(b.state("query").await.contains("busy"), "opens on the busiest service");
+        b.wait("document.querySelectorAll('#service option').length === 5 && document.querySelector('#service option:nth-child(2)').value === 'busy'", "the picker by activity").await;
+        let options = b
+            .js("return [...document.querySelectorAll('#service option')].slice(1).map(o => o.textContent);")
+            .await;
+        assert_eq!(options, json!(["busy", "middle", "alpha", "aardvark (no samples)"]));
+        b.click("#service-order").await;
+        b.wait("window.firewatch.state.order === 'name' && document.querySelector('#service option:nth-child(2)').value === 'aardvark'", "name order").await;
+        b.click("#service-order").await;
+
+        b.click("[data-view=services]").await;
+        b.wait("document.querySelectorAll('#services-table tbody tr').length === 4", "the overview").await;
+        let rows = b
+            .js("return [...document.querySelectorAll('#services-table tbody tr')].map(r => r.textContent);")
+            .await;
+        let rows: Vec<String> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r.as_str().unwrap_or("").to_owned())
+            .collect();
+        assert!(rows[0].starts_with("busy") && rows[0].contains("70.00%"), "{rows:?}");
+        assert!(rows[1].starts_with("middle") && rows[1].contains("20.00%"), "{rows:?}");
+        assert!(rows[3].starts_with("aardvark") && rows[3].contains("0.00%"), "{rows:?}");
+        assert_eq!(
+            b.js("return document.querySelectorAll('#services-table svg.spark polyline').length;").await,
+            json!(4)
+        );
+        b.shot("01-overview").await;
+        b.click("#services-table tbody tr:nth-child(2) button.link").await;
+        b.wait("window.firewatch.state.view === 'flame' && window.firewatch.state.query.includes('middle') && document.body.dataset.status === 'ready'", "middle's flamegraph").await;
+        assert!(b.node("flame", "m").await.is_some());
         b.close().await;
     });
     server.stop();
