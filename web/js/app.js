@@ -3,14 +3,16 @@
 // both. Changing something the data depends on fetches again; anything
 // else only redraws.
 
+import { Answers } from './answers.js';
 import { ApiError, api, url } from './api.js';
 import { FlameGraph, fit } from './flamegraph.js';
 import { formatPercent, formatTime, formatValue, typeLabel } from './format.js';
 import { parseSelector, serviceOf, withMatcher } from './query.js';
 import { DATA_KEYS, DIFF_KEYS, changed, fromSearch, resolveTime, toSearch, unixSeconds } from './state.js';
-import { renderChanges, renderTop } from './table.js';
+import { renderServices } from './services.js';
+import { renderChanges, renderMatches, renderTop } from './table.js';
 import { Timeline } from './timeline.js';
-import { decodeDouble, decodeSingle, findPath, pathOf, searchTree } from './tree.js';
+import { decodeDouble, decodeSingle, findPath, outermostHits, pathOf, searchTree } from './tree.js';
 
 const DEFAULT_MAX_NODES = 32768;
 const $ = (id) => document.getElementById(id);
@@ -18,10 +20,10 @@ const $ = (id) => document.getElementById(id);
 let state = fromSearch(location.search);
 let services = [];
 const data = { render: null, tree: null, annotations: [], range: null, diff: null, diffTree: null };
-// Answers computed on the server from the whole profile: the table, the
-// search's coverage, the sandwich, the function finder. Each is kept with
-// the request it answers and fetched again when that changes.
-const answers = new Map();
+// Answers computed on the server from the whole profile (the table, the
+// search's coverage, the sandwich, the finder, the services' activity),
+// each kept with the request it answers; one arriving redraws.
+const answers = new Answers(() => draw());
 // Requests in flight: the profile (render and annotations) and the
 // comparison each have their own, so changing one never cancels or
 // outraces the other.
@@ -100,7 +102,7 @@ async function load() {
     ]);
     data.render = render;
     data.tree = decodeSingle(render.flamebearer ?? {});
-    forgetAnswers();
+    answers.forget();
     data.annotations = annotations?.annotations ?? [];
     data.range = { fromMs: resolveTime(state.from, now), untilMs: resolveTime(state.until, now) };
     showQueryError(null);
@@ -215,56 +217,12 @@ function profileParams() {
   return { query: state.query, profile_type: state.type, from: state.from, until: state.until };
 }
 
-function forgetAnswers() {
-  for (const a of answers.values()) a.controller?.abort();
-  answers.clear();
-}
-
-/**
- * The answer of `kind` for `params` once it arrived (`undefined` while it
- * loads, an ApiError when refused); asks for it and redraws on arrival.
- * Each kind has its own request in flight, so one never cancels another.
- */
-function answer(kind, params, fetcher) {
-  const key = url('', params);
-  const known = answers.get(kind);
-  if (known?.key === key) return known.value;
-  known?.controller?.abort();
-  const controller = new AbortController();
-  answers.set(kind, { key, value: undefined, controller });
-  fetcher(params, controller.signal).then(
-    (value) => {
-      if (answers.get(kind)?.key !== key) return;
-      answers.set(kind, { key, value });
-      draw();
-    },
-    (e) => {
-      if (e.name === 'AbortError' || answers.get(kind)?.key !== key) return;
-      answers.set(kind, { key, value: e instanceof ApiError ? e : new ApiError(String(e), 0) });
-      draw();
-    },
-  );
-  return undefined;
-}
-
 /** Matching functions listed under the search. */
 const SEARCH_LIST = 10;
 /** The drawn boxes a search matched (outermost, largest first), and which one Next zoomed to. */
 let searchMatches = [];
 let searchCursor = -1;
 let searchedFor = '';
-
-/** Boxes that match and have no matching ancestor, largest first. */
-function outermostHits(tree, hits) {
-  const out = [];
-  for (let i = 1; i < tree.n; i += 1) {
-    if (!hits[i]) continue;
-    let inner = false;
-    for (let k = tree.parent[i]; k > 0; k = tree.parent[k]) if (hits[k]) inner = true;
-    if (!inner) out.push(i);
-  }
-  return out.sort((a, b) => tree.total[b] - tree.total[a]);
-}
 
 /** Zooms to the next (`step` 1) or previous (-1) matching box. */
 function stepMatch(step) {
@@ -274,48 +232,15 @@ function stepMatch(step) {
   update({ zoom: pathOf(data.tree, searchMatches[searchCursor]).join(';') });
 }
 
-/** The functions a search matches, with their share of the whole profile. */
-function drawSearchList(cover, meta) {
-  const list = $('search-list');
-  if (!cover || cover instanceof ApiError || !cover.functions.length) {
-    list.hidden = true;
-    list.replaceChildren();
-    return;
-  }
-  list.hidden = false;
-  list.replaceChildren(
-    ...cover.functions.map((r) => {
-      const li = document.createElement('li');
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.className = 'link';
-      b.textContent = r.name;
-      b.title = `Search for ${r.name} only`;
-      b.addEventListener('click', () => update({ search: r.name }));
-      const share = document.createElement('span');
-      share.className = 'muted';
-      share.textContent = ` total ${formatValue(r.total, meta)} (${formatPercent(cover.total ? r.total / cover.total : 0)})`;
-      li.append(b, share);
-      return li;
-    }),
-  );
-  if (cover.matched > cover.functions.length) {
-    const more = document.createElement('li');
-    more.className = 'muted';
-    more.textContent = `and ${cover.matched - cover.functions.length} more (see the top table)`;
-    list.append(more);
-  }
-}
-
 function drawFlame(tree, meta) {
   const hits = searchTree(tree, state.search);
   const zoom = findPath(tree, state.zoom ? state.zoom.split(';') : []);
   flame.show(tree, { meta, orient: state.orient, zoom, hits: hits?.hits });
   // Highlighting marks the drawn boxes; the share is the whole profile's.
   const cover = state.search.trim()
-    ? answer('cover', { ...profileParams(), filter: state.search, limit: SEARCH_LIST }, api.functions)
+    ? answers.get('cover', { ...profileParams(), filter: state.search, limit: SEARCH_LIST }, api.functions)
     : null;
-  drawSearchList(cover, meta);
+  renderMatches($('search-list'), cover, meta, (name) => update({ search: name }));
   searchMatches = hits ? outermostHits(tree, hits.hits) : [];
   if (searchedFor !== state.search) searchCursor = -1;
   searchedFor = state.search;
@@ -351,7 +276,7 @@ const TABLE_ROWS = 500;
 
 function drawTable(tree, meta) {
   const params = { ...profileParams(), filter: state.filter, sort: state.sort, dir: state.dir, limit: TABLE_ROWS };
-  const top = answer('table', params, api.functions);
+  const top = answers.get('table', params, api.functions);
   if (!top || top instanceof ApiError) {
     $('table-count').textContent = top?.message ?? 'Loading…';
     return;
@@ -373,7 +298,7 @@ function drawTable(tree, meta) {
 
 /** Functions whose names hold what was typed in the finder, busiest first. */
 function fillFinder(typed) {
-  const found = answer('finder', { ...profileParams(), filter: typed, limit: 50 }, api.functions);
+  const found = answers.get('finder', { ...profileParams(), filter: typed, limit: 50 }, api.functions);
   const names = $('fn-names');
   const list = found && !(found instanceof ApiError) ? found.functions.map((r) => r.name) : [];
   if (names.dataset.key !== typed + list.length) {
@@ -397,7 +322,7 @@ function drawSandwich(tree, meta) {
   } else {
     fillFinder(document.activeElement === $('fn') ? $('fn').value : fn);
   }
-  const s = answer('sandwich', { ...profileParams(), function: fn, maxNodes: state.maxNodes || DEFAULT_MAX_NODES }, api.sandwich);
+  const s = answers.get('sandwich', { ...profileParams(), function: fn, maxNodes: state.maxNodes || DEFAULT_MAX_NODES }, api.sandwich);
   if (!s || s instanceof ApiError) {
     callers.show(null);
     callees.show(null);
@@ -441,7 +366,7 @@ function drawDiff() {
 
 /** The services' activity in the selected range and type, busiest first. */
 function activity() {
-  return answer('activity', { profile_type: state.type, from: state.from, until: state.until }, api.activity);
+  return answers.get('activity', { profile_type: state.type, from: state.from, until: state.until }, api.activity);
 }
 
 function syncControls() {
@@ -561,57 +486,13 @@ function drawServices() {
     setStatus(a ? 'error' : 'loading', a ? a.message : 'Loading services…');
     return;
   }
-  const meta = a.metadata ?? {};
   setStatus(
     a.total ? 'ready' : 'empty',
-    a.total ? `${formatValue(a.total, meta)} across ${a.services.length} services.` : 'No samples in this range.',
+    a.total ? `${formatValue(a.total, a.metadata ?? {})} across ${a.services.length} services.` : 'No samples in this range.',
   );
-  $('services-count').textContent = `${a.services.filter((s) => s.total > 0).length} of ${a.services.length} services with samples`;
-  const table = $('services-table');
-  const head = document.createElement('thead');
-  head.innerHTML = '<tr><th scope="col">Service</th><th scope="col">Total</th><th scope="col">Over time</th></tr>';
-  const body = document.createElement('tbody');
-  for (const s of a.services) {
-    const tr = document.createElement('tr');
-    const name = document.createElement('td');
-    name.className = 'name';
-    const open = document.createElement('button');
-    open.type = 'button';
-    open.className = 'link';
-    open.textContent = s.name;
-    open.title = `Flamegraph of ${s.name}`;
-    open.addEventListener('click', () =>
-      update({ query: withMatcher('', 'service_name', '=', s.name), view: 'flame', zoom: '', fn: '' }),
-    );
-    name.append(open);
-    const total = document.createElement('td');
-    total.className = 'num';
-    total.textContent = `${formatValue(s.total, meta)} · ${formatPercent(a.total ? s.total / a.total : 0)}`;
-    const spark = document.createElement('td');
-    spark.append(sparkline(s.timeline.samples));
-    tr.append(name, total, spark);
-    body.append(tr);
-  }
-  table.replaceChildren(head, body);
-}
-
-/** A small line of a timeline's points, as inline SVG. */
-function sparkline(points) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  const w = 160;
-  const h = 24;
-  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
-  svg.setAttribute('width', String(w));
-  svg.setAttribute('height', String(h));
-  svg.setAttribute('class', 'spark');
-  svg.setAttribute('aria-hidden', 'true');
-  const max = Math.max(1, ...points);
-  const n = Math.max(1, points.length - 1);
-  const line = document.createElementNS(ns, 'polyline');
-  line.setAttribute('points', points.map((v, i) => `${((i / n) * w).toFixed(1)},${(h - 1 - (v / max) * (h - 2)).toFixed(1)}`).join(' '));
-  svg.append(line);
-  return svg;
+  $('services-count').textContent = renderServices($('services-table'), a, (name) =>
+    update({ query: withMatcher('', 'service_name', '=', name), view: 'flame', zoom: '', fn: '' }),
+  );
 }
 
 /** The largest node budget the server draws. */

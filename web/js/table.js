@@ -122,3 +122,39 @@ function fillChanges(table, rows, onPick) {
   }
   table.replaceChildren(thead, tbody);
 }
+
+/**
+ * Fills `list` with the functions a search matches (`cover`, an
+ * /api/v1/functions answer), each with its share of the whole profile;
+ * `onPick(name)` narrows the search to one. Hidden without matches.
+ */
+export function renderMatches(list, cover, meta, onPick) {
+  if (!cover || cover instanceof Error || !cover.functions.length) {
+    list.hidden = true;
+    list.replaceChildren();
+    return;
+  }
+  list.hidden = false;
+  list.replaceChildren(
+    ...cover.functions.map((r) => {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'link';
+      b.textContent = r.name;
+      b.title = `Search for ${r.name} only`;
+      b.addEventListener('click', () => onPick(r.name));
+      const share = document.createElement('span');
+      share.className = 'muted';
+      share.textContent = ` total ${formatValue(r.total, meta)} (${formatPercent(cover.total ? r.total / cover.total : 0)})`;
+      li.append(b, share);
+      return li;
+    }),
+  );
+  if (cover.matched > cover.functions.length) {
+    const more = document.createElement('li');
+    more.className = 'muted';
+    more.textContent = `and ${cover.matched - cover.functions.length} more (see the top table)`;
+    list.append(more);
+  }
+}

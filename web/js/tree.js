@@ -216,3 +216,15 @@ export function searchTree(t, search) {
   }
   return { hits, count, covered, share: t.numTicks ? covered / t.numTicks : 0 };
 }
+
+/** Boxes that match and have no matching ancestor, largest first. */
+export function outermostHits(tree, hits) {
+  const out = [];
+  for (let i = 1; i < tree.n; i += 1) {
+    if (!hits[i]) continue;
+    let inner = false;
+    for (let k = tree.parent[i]; k > 0; k = tree.parent[k]) if (hits[k]) inner = true;
+    if (!inner) out.push(i);
+  }
+  return out.sort((a, b) => tree.total[b] - tree.total[a]);
+}
