@@ -1,6 +1,7 @@
 //! The errors HTTP handlers answer with, and their status codes.
 //!
-//! Every error becomes `{"error": "<message>"}` with a 4xx or 5xx status;
+//! Every error becomes `{"error": "<message>", "kind": "<kind>"}` (and the
+//! byte `position` of a query syntax error) with a 4xx or 5xx status;
 //! the push API wraps the same errors as Connect errors ([`ConnectError`]).
 
 use axum::Json;
@@ -203,7 +204,12 @@ pub struct Rejection(pub &'static str);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
-        let body = serde_json::json!({ "error": self.to_string() });
+        // The kind and, for a query syntax error, the byte position, as
+        // fields: a client needs not parse the message for them.
+        let mut body = serde_json::json!({ "error": self.to_string(), "kind": self.kind() });
+        if let ApiError::Query(e) = &self {
+            body["position"] = serde_json::json!(e.position);
+        }
         let mut response = (self.status(), Json(body)).into_response();
         self.headers(&mut response);
         response

@@ -8,19 +8,20 @@ export class ApiError extends Error {
    * @param {string} message what went wrong, as the server said it
    * @param {number} status HTTP status, 0 when the server did not answer
    */
-  constructor(message, status) {
+  constructor(message, status, kind = '', position = null) {
     super(message);
     this.status = status;
+    this.kind = kind;
+    this.queryPosition = position;
   }
 
   get unreachable() {
     return this.status === 0;
   }
 
-  /** The byte position of a query syntax error, when the message names one. */
+  /** The byte position of a query syntax error (the server's `position` field), else null. */
   get position() {
-    const m = /position (\d+)/.exec(this.message);
-    return m ? Number(m[1]) : null;
+    return Number.isInteger(this.queryPosition) ? this.queryPosition : null;
   }
 }
 
@@ -51,7 +52,7 @@ async function request(target, init = {}) {
   }
   if (!resp.ok) {
     const message = body?.error ?? body?.message ?? (text.trim() || resp.statusText);
-    throw new ApiError(message, resp.status);
+    throw new ApiError(message, resp.status, body?.kind ?? '', body?.position ?? null);
   }
   return body;
 }

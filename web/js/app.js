@@ -587,8 +587,7 @@ function showError(e) {
     $('status').append(' ', retry);
     return;
   }
-  const isQuery = /query/i.test(e.message) && e.status === 400;
-  showQueryError(isQuery ? e : null);
+  showQueryError(e.position !== null ? e : null);
   setStatus('error', e.message);
 }
 

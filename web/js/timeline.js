@@ -162,6 +162,8 @@ export class Timeline {
     if (!this.data || e.button !== 0) return;
     const x = this.localX(e);
     this.drag = { x0: x, x1: x, moved: false };
+    // A drag that starts on a marker selects a range: the marker's tooltip goes.
+    this.tooltip.hidden = true;
     e.preventDefault();
   }
 

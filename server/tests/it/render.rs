@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use firewatch_profile::{Compression, Limits, Profile, zstd};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{Req, TestServer, base_ms, corpus_pprof, cpu_profile, enc, folded_map};
 use crate::on_every_backend;
@@ -224,6 +224,17 @@ async fn selector_form_and_errors(s: &TestServer) {
         let message = s.send(req.clone()).await.error(400);
         assert!(message.contains(needle), "{req:?}: {message}");
     }
+    // The kind, and a syntax error's position, are fields of their own.
+    let r = s.send(render(r#"sel.cpu{env="x" zone="y"}"#, t, "")).await;
+    let body = r.expect(400).json();
+    assert_eq!(
+        (&body["kind"], &body["position"]),
+        (&json!("bad_request"), &json!(16))
+    );
+    let r = s.send(render("sel.cpu", t, "&maxNodes=0")).await;
+    let body = r.expect(400).json();
+    assert_eq!(body["kind"], "bad_request");
+    assert!(body.get("position").is_none(), "{body}");
 }
 
 async fn an_empty_range_is_an_answer(s: &TestServer) {

@@ -277,6 +277,7 @@ fn ui_walkthrough() {
         );
         b.drag(left + width * 0.5, left + width * 0.9, top + 40.0).await;
         b.wait("/^\\d+$/.test(window.firewatch.state.from) && document.body.dataset.status === 'ready'", "the dragged range").await;
+        assert_eq!(b.js("return document.getElementById('tooltip').hidden;").await, json!(true), "no tooltip left after a drag");
         let (from, until): (i64, i64) = (
             b.state("from").await.parse().expect("from"),
             b.state("until").await.parse().expect("until"),
@@ -469,6 +470,21 @@ fn ui_sharing_empty_ranges_budgets_and_deploys() {
         assert!(right_until <= now_s() + 1, "the comparison ends by now: {right_until}");
         assert!(n(b.state("leftFrom").await) <= deploy - 2 * 3600 + 60, "the range's start");
         b.shot("03-deploy-split").await;
+
+        // A drag that starts on a marker selects a range and leaves no
+        // tooltip behind.
+        b.goto(&format!("{page}&from=now-3h")).await;
+        assert_eq!(b.settled().await, "ready");
+        b.wait("window.firewatch.marker(0)", "the deploy marker").await;
+        let m = b.js("return window.firewatch.marker(0);").await;
+        let (mx, my) = (m["x"].as_f64().expect("x"), m["y"].as_f64().expect("y"));
+        b.hover(mx, my).await;
+        b.wait("!document.getElementById('tooltip').hidden && document.getElementById('tooltip').textContent.includes('deploy')", "the marker's tooltip").await;
+        let tl = b.js("return document.getElementById('timeline').getBoundingClientRect().toJSON();").await;
+        let right = tl["left"].as_f64().expect("left") + 0.95 * tl["width"].as_f64().expect("width");
+        b.drag(mx, right, my).await;
+        b.wait("/^\\d+$/.test(window.firewatch.state.from) && document.body.dataset.status === 'ready'", "the dragged range").await;
+        assert_eq!(b.js("return document.getElementById('tooltip').hidden;").await, json!(true), "the tooltip went with the drag");
         b.close().await;
     });
     server.stop();
