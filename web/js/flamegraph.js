@@ -38,6 +38,11 @@ export class FlameGraph {
     this.tooltip = tooltip;
     this.options = options;
     this.tree = null;
+    // A vertical scrollbar appearing narrows the page without a window
+    // resize event: redraw to the new width rather than overflow it.
+    new ResizeObserver(() => {
+      if (this.tree && contentWidth(canvas.parentElement) !== this.width) this.render();
+    }).observe(canvas.parentElement);
     this.zoom = 0;
     this.cursor = -1;
     this.hits = null;

@@ -22,6 +22,10 @@ export class Timeline {
     this.handlers = handlers;
     this.data = null;
     this.drag = null;
+    // As the flamegraph: follow the space a scrollbar leaves.
+    new ResizeObserver(() => {
+      if (this.data && contentWidth(canvas.parentElement) !== this.width) this.render();
+    }).observe(canvas.parentElement);
     canvas.addEventListener('mousedown', (e) => this.onDown(e));
     window.addEventListener('mousemove', (e) => this.onMove(e));
     window.addEventListener('mouseup', (e) => this.onUp(e));

@@ -209,6 +209,8 @@ fn ui_walkthrough() {
         // A row opens the function's sandwich: callers above, callees below.
         b.click("#top tbody tr:nth-child(1) td.name button.link").await;
         b.wait("window.firewatch.state.view === 'sandwich' && window.firewatch.state.fn === 'handle'", "the sandwich").await;
+        // The sandwich is the server's answer: drawn once it arrives.
+        b.wait("window.firewatch.box('callers', 'serve')", "the callers drawn").await;
         assert!(b.node("callers", "serve").await.is_some(), "serve calls handle");
         assert!(b.node("callees", "parse").await.is_some(), "handle calls parse");
         b.shot("06-sandwich").await;
@@ -363,6 +365,11 @@ fn ui_numbers_come_from_the_whole_profile() {
         let count = b.text("#table-count").await;
         assert!(count.contains(&format!("of {} functions", all["count"])), "{count}");
         b.shot("01-table-of-the-whole-profile").await;
+        // Long names wrap: nothing is wider than the window.
+        let wide = b
+            .js("return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));")
+            .await;
+        assert_eq!(wide, json!([]), "wider than the window ({}px)", b.js("return window.innerWidth;").await);
         // Box labels too long for their box keep the method's name.
         assert_eq!(
             b.js("return window.firewatch.fit('llvm::DwarfUnit::addString', 16);").await,
@@ -396,6 +403,10 @@ fn ui_numbers_come_from_the_whole_profile() {
         let total_share = 100.0 * row["total"].as_f64().expect("total") / all["total"].as_f64().expect("total");
         assert!(summary.contains(&format!("{total_share:.2}%")), "{summary} vs {row}");
         b.shot("03-sandwich-found").await;
+        let wide = b
+            .js("return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5).map(e => e.tagName + '#' + e.id);")
+            .await;
+        assert_eq!(wide, json!([]), "the sandwich's canvases fit the window");
         b.close().await;
     });
     server.stop();
