@@ -8,6 +8,8 @@
 //!
 //! `cargo bench -p firewatch-server --bench functions`
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -17,6 +19,8 @@ use firewatch_server::selector::Labels;
 use firewatch_server::store::{NewProfile, Store, StoreOptions};
 use firewatch_server::{AppState, IngestLimits, app};
 use tower::ServiceExt;
+
+use common::{median, ms};
 
 const FUNCTIONS: usize = 100_000;
 const STACKS: usize = 60_000;
@@ -71,22 +75,8 @@ fn profile(time_ms: i64) -> Profile {
     p
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    common::block_on(run());
 }
 
 async fn get(state: &AppState, target: &str) -> (Duration, usize) {

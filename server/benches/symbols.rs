@@ -15,8 +15,10 @@
 //!
 //! `cargo bench -p firewatch-server --bench symbols`
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -27,17 +29,10 @@ use firewatch_server::{AppState, IngestLimits, app};
 use object::{Object, ObjectSymbol, SymbolKind};
 use tower::ServiceExt;
 
+use common::{median, ms};
+
 const FRAMES: usize = 20_000;
 const RUNS: usize = 7;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Addresses in the middle of up to `FRAMES` functions of `exe`.
 fn addresses(exe: &[u8]) -> Vec<u64> {
@@ -76,12 +71,7 @@ fn flamegraph(p: &Profile) -> usize {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    common::block_on(run());
 }
 
 async fn run() {

@@ -16,11 +16,12 @@ use axum::routing::put;
 use firewatch_profile::ObjectAddress;
 use futures_util::StreamExt;
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::symbols::{Stored, SymbolsError, append_within};
+use crate::symbols::{Stored, SymbolsError, count_within, write_failed};
 
 /// The routes, with no body limit of the server's own: the upload counts
 /// its bytes against the debug-file limit as they arrive.
@@ -76,7 +77,9 @@ async fn upload(
 ) -> Result<Json<Held>, ApiError> {
     check_build_id(&build_id)?;
     let files = state.symbols.files();
-    let (tmp, mut file) = files.temporary().map_err(error)?;
+    let (tmp, file) = files.temporary().map_err(error)?;
+    // Written asynchronously: a large upload must not hold a runtime thread.
+    let mut file = tokio::fs::File::from_std(file);
     let limit = files.max_file_bytes;
     let mut written = 0u64;
     let mut stream = body.into_data_stream();
@@ -84,8 +87,12 @@ async fn upload(
         while let Some(chunk) = stream.next().await {
             let chunk =
                 chunk.map_err(|e| ApiError::bad_request(format!("the upload ended early: {e}")))?;
-            append_within(&mut file, &mut written, &chunk, limit).map_err(error)?;
+            count_within(&mut written, chunk.len(), limit).map_err(error)?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| error(write_failed(e)))?;
         }
+        file.flush().await.map_err(|e| error(write_failed(e)))?;
         Ok::<(), ApiError>(())
     }
     .await;

@@ -24,16 +24,12 @@ fn build(dir: &Path) -> (PathBuf, PathBuf) {
     let full = build_workload_as(dir, &format!("{NAME}.full"));
     let debug = dir.join(format!("{NAME}.debug"));
     let stripped = dir.join(NAME);
-    for args in [vec!["objcopy", "--only-keep-debug"], vec!["strip", "-o"]] {
-        let mut cmd = Command::new(args[0]);
-        cmd.args(&args[1..]);
-        if args[0] == "strip" {
-            cmd.arg(&stripped).arg(&full);
-        } else {
-            cmd.arg(&full).arg(&debug);
-        }
-        assert!(cmd.status().expect("binutils").success(), "{cmd:?}");
-    }
+    let run = |cmd: &mut Command| assert!(cmd.status().expect("binutils").success(), "{cmd:?}");
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&full)
+        .arg(&debug));
+    run(Command::new("strip").arg("-o").arg(&stripped).arg(&full));
     (stripped, debug)
 }
 

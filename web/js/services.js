@@ -2,6 +2,7 @@
 // share of the range's total, with a sparkline of its timeline.
 
 import { formatPercent, formatValue } from './format.js';
+import { linkButton } from './table.js';
 
 /**
  * Fills `table` from an /api/v1/activity answer; `onOpen(name)` reports a
@@ -16,13 +17,7 @@ export function renderServices(table, activity, onOpen) {
     const tr = document.createElement('tr');
     const name = document.createElement('td');
     name.className = 'name';
-    const open = document.createElement('button');
-    open.type = 'button';
-    open.className = 'link';
-    open.textContent = s.name;
-    open.title = `Flamegraph of ${s.name}`;
-    open.addEventListener('click', () => onOpen(s.name));
-    name.append(open);
+    name.append(linkButton(s.name, `Flamegraph of ${s.name}`, () => onOpen(s.name)));
     const total = document.createElement('td');
     total.className = 'num';
     total.textContent = `${formatValue(s.total, meta)} · ${formatPercent(activity.total ? s.total / activity.total : 0)}`;

@@ -4,6 +4,17 @@
 
 import { formatPercent, formatPoints, formatValue } from './format.js';
 
+/** A button that reads as a link: a name the reader can click. */
+export function linkButton(text, title, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'link';
+  b.textContent = text;
+  if (title) b.title = title;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
 const COLUMNS = [
   ['name', 'Function'],
   ['self', 'Self'],
@@ -39,12 +50,7 @@ export function renderTop(table, rows, { sort, dir, counts, meta, numTicks, onSo
     const row = document.createElement('tr');
     const name = document.createElement('td');
     name.className = 'name';
-    const link = document.createElement('button');
-    link.type = 'button';
-    link.className = 'link';
-    link.textContent = r.name;
-    link.title = `Show callers and callees of ${r.name}`;
-    link.addEventListener('click', () => onPick(r.name));
+    const link = linkButton(r.name, `Show callers and callees of ${r.name}`, () => onPick(r.name));
     const find = document.createElement('button');
     find.type = 'button';
     find.className = 'find';
@@ -101,12 +107,7 @@ function fillChanges(table, rows, onPick) {
     const tr = document.createElement('tr');
     const name = document.createElement('td');
     name.className = 'name';
-    const link = document.createElement('button');
-    link.type = 'button';
-    link.className = 'link';
-    link.textContent = f.name;
-    link.addEventListener('click', () => onPick(f.name));
-    name.append(link);
+    name.append(linkButton(f.name, '', () => onPick(f.name)));
     const cells = [
       formatPercent(f.beforeSelfPercent / 100),
       formatPercent(f.afterSelfPercent / 100),
@@ -138,12 +139,7 @@ export function renderMatches(list, cover, meta, onPick) {
   list.replaceChildren(
     ...cover.functions.map((r) => {
       const li = document.createElement('li');
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.className = 'link';
-      b.textContent = r.name;
-      b.title = `Search for ${r.name} only`;
-      b.addEventListener('click', () => onPick(r.name));
+      const b = linkButton(r.name, `Search for ${r.name} only`, () => onPick(r.name));
       const share = document.createElement('span');
       share.className = 'muted';
       share.textContent = ` total ${formatValue(r.total, meta)} (${formatPercent(cover.total ? r.total / cover.total : 0)})`;

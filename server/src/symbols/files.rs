@@ -255,6 +255,25 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Counts `n` more bytes of a file being received, failing past `limit`
+/// bytes in all (before they are written).
+pub(crate) fn count_within(written: &mut u64, n: usize, limit: u64) -> Result<(), SymbolsError> {
+    *written = written.saturating_add(n as u64);
+    if *written > limit {
+        return Err(SymbolsError::TooLarge { limit });
+    }
+    Ok(())
+}
+
+/// Why writing a file being received failed.
+pub(crate) fn write_failed(source: std::io::Error) -> SymbolsError {
+    SymbolsError::Io {
+        action: "write",
+        path: PathBuf::from("(temporary file)"),
+        source,
+    }
+}
+
 /// Writes `chunk` to a file being received, failing past `limit` bytes in all.
 pub(crate) fn append_within(
     file: &mut File,
@@ -262,13 +281,6 @@ pub(crate) fn append_within(
     chunk: &[u8],
     limit: u64,
 ) -> Result<(), SymbolsError> {
-    *written = written.saturating_add(chunk.len() as u64);
-    if *written > limit {
-        return Err(SymbolsError::TooLarge { limit });
-    }
-    file.write_all(chunk).map_err(|e| SymbolsError::Io {
-        action: "write",
-        path: PathBuf::from("(temporary file)"),
-        source: e,
-    })
+    count_within(written, chunk.len(), limit)?;
+    file.write_all(chunk).map_err(write_failed)
 }

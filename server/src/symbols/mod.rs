@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use self::debuginfod::Debuginfod;
 pub use self::files::debug_file_build_id;
-pub(crate) use self::files::{DebugFiles, Stored, append_within};
+pub(crate) use self::files::{DebugFiles, Stored, count_within, write_failed};
 use self::resolve::{Named, Resolver};
 
 /// How long a query waits for debug files being fetched.
