@@ -5,7 +5,11 @@ use std::io::Write;
 
 use crate::error::{Error, Result};
 use crate::limits::{Limits, decompress};
-use crate::model::{Profile, SampleType};
+use crate::model::{KERNEL_FILE, Profile, SampleType};
+
+/// The suffix FlameGraph's `stackcollapse-perf --kernel` and inferno give
+/// kernel frames.
+const KERNEL_MARK: &str = "_[k]";
 
 /// Parses folded text (optionally gzip/zstd-compressed) into a profile with
 /// one column of `sample_type`.
@@ -56,7 +60,14 @@ pub fn parse(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<P
                     limit: limits.max_stack_depth as u64,
                 });
             }
-            stack.push(profile.intern_function(frame, "", 0));
+            // FlameGraph's collapsers mark kernel frames with `_[k]`; the
+            // name keeps the mark, the file says where the function ran.
+            let file = if frame.ends_with(KERNEL_MARK) {
+                KERNEL_FILE
+            } else {
+                ""
+            };
+            stack.push(profile.intern_function(frame, file, 0));
         }
         profile.add_sample(&stack, &[count]);
     }

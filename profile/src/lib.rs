@@ -30,7 +30,9 @@ mod tree;
 
 pub use error::{Error, Result};
 pub use limits::{Compression, Limits, decompress, gzip, zstd};
-pub use model::{FuncId, Function, ObjectAddress, Profile, SampleType, StackId};
+pub use model::{
+    FuncId, Function, KERNEL_FILE, ObjectAddress, Profile, SampleType, StackId, TRUNCATED,
+};
 pub use ops::TopEntry;
 pub use sniff::{Format, parse_any};
 pub use tree::{FlameTree, Flamebearer, NodeId, OTHER, ROOT};

@@ -64,7 +64,20 @@ impl ObjectAddress<'_> {
     }
 }
 
+/// The object file of kernel functions, as perf and the agent name it: a
+/// function whose `file` is this ran in the kernel.
+pub const KERNEL_FILE: &str = "[kernel.kallsyms]";
+
+/// The root frame of a stack whose unwind stopped before the thread's first
+/// function: the frames under it are the outermost ones that were read.
+pub const TRUNCATED: &str = "[truncated stack]";
+
 impl<'a> Function<'a> {
+    /// Whether the function is the kernel's (its file is [`KERNEL_FILE`]).
+    pub fn is_kernel(&self) -> bool {
+        self.file == KERNEL_FILE
+    }
+
     /// A function known by name, file and line only.
     pub fn named(name: &'a str, file: &'a str, line: u32) -> Function<'a> {
         Function {
@@ -200,6 +213,17 @@ impl Profile {
     /// first sight.
     pub fn intern_function(&mut self, name: &str, file: &str, line: u32) -> FuncId {
         self.intern(Function::named(name, file, line))
+    }
+
+    /// The same function marked as the kernel's when it names no file
+    /// (a kernel symbol has none), else `id` unchanged.
+    pub fn in_kernel(&mut self, id: FuncId) -> FuncId {
+        let f = self.function(id);
+        if !f.file.is_empty() {
+            return id;
+        }
+        let (name, line) = (f.name.to_owned(), f.line);
+        self.intern_function(&name, KERNEL_FILE, line)
     }
 
     /// The id of a function, interning it on first sight.

@@ -36,6 +36,48 @@ impl Profile {
         out
     }
 
+    /// A copy without the frames named `name` (a marker a reader chose to
+    /// hide): every sample stays, on its stack minus those frames. Stacks
+    /// that become equal merge.
+    pub fn without_frames(&self, name: &str) -> Profile {
+        self.restack(|_, frames, stack| {
+            stack.extend(frames.iter().filter(|&&(_, n)| n != name).map(|&(f, _)| f));
+        })
+    }
+
+    /// A copy whose every stack starts at one more frame, `root`: how
+    /// profiles of several services share a flamegraph, one root each.
+    pub fn under_root(&self, root: &str) -> Profile {
+        self.restack(|out, frames, stack| {
+            stack.push(out.intern_function(root, "", 0));
+            stack.extend(frames.iter().map(|&(f, _)| f));
+        })
+    }
+
+    /// A copy whose stacks `shape` writes from each stack's frames (the
+    /// copy's function ids, with names).
+    fn restack(
+        &self,
+        mut shape: impl FnMut(&mut Profile, &[(FuncId, &str)], &mut Vec<FuncId>),
+    ) -> Profile {
+        let mut out = self.empty_like(self.sample_types().to_vec());
+        let ids: Vec<FuncId> = self.functions().map(|f| out.intern(f)).collect();
+        let mut frames = Vec::with_capacity(64);
+        let mut stack = Vec::with_capacity(64);
+        for (source, values) in self.samples() {
+            frames.clear();
+            frames.extend(
+                source
+                    .iter()
+                    .map(|&f| (ids[f as usize], self.function_name(f))),
+            );
+            stack.clear();
+            shape(&mut out, &frames, &mut stack);
+            out.add_sample(&stack, values);
+        }
+        out
+    }
+
     /// Adds every sample of `other` to `self`, summing per stack.
     ///
     /// Sample types are matched by kind and unit; a type only `other` has

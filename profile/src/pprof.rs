@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::model::{FuncId, Function, ObjectAddress, Profile, SampleType};
+use crate::model::{FuncId, Function, KERNEL_FILE, ObjectAddress, Profile, SampleType};
 
 mod inflate;
 mod wire;
@@ -266,11 +266,12 @@ impl Profile {
                     ..Function::named(&name, "", 0)
                 }));
             } else {
+                let kernel = in_kernel(mappings.get(&loc.mapping_id).copied(), &strings);
                 for line in loc.line.iter().rev() {
-                    let id = functions
+                    let &id = functions
                         .get(&line.function_id)
                         .ok_or_else(|| no_function(line.function_id))?;
-                    loc_frames.push(*id);
+                    loc_frames.push(if kernel { out.in_kernel(id) } else { id });
                 }
             }
             locations.insert(loc.id, (start, loc_frames.len() as u32));
@@ -400,6 +401,17 @@ impl Profile {
     pub fn to_pprof_bytes(&self) -> Vec<u8> {
         encode(&self.to_pprof())
     }
+}
+
+/// Whether a location's mapping is the kernel's: perf names it
+/// `[kernel.kallsyms]` (sometimes with a section suffix), some tools
+/// `[vmlinux]` or `vmlinux`. A file name that is not in the string table
+/// is no kernel (and no error: only locations without lines need it).
+fn in_kernel<S: AsRef<str>>(mapping: Option<MappingRef>, strings: &Strings<'_, S>) -> bool {
+    let Some(path) = mapping.and_then(|m| strings.get(m.filename, "mapping.filename").ok()) else {
+        return false;
+    };
+    path.starts_with(KERNEL_FILE) || path.starts_with("[vmlinux") || path == "vmlinux"
 }
 
 /// What naming an unsymbolized location needs of its mapping.

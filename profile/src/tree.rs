@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::model::Profile;
+use crate::model::{KERNEL_FILE, Profile};
 
 /// Index of a node in its [`FlameTree`]; the root is 0.
 pub type NodeId = u32;
@@ -22,6 +22,8 @@ pub const ROOT: &str = "total";
 pub struct FlameTree {
     columns: usize,
     names: Vec<String>,
+    // Per name: whether a kernel function bears it.
+    kernel: Vec<bool>,
     nodes: Vec<Node>,
     // `columns` values per node, flat.
     totals: Vec<i64>,
@@ -156,6 +158,8 @@ impl FlameTree {
             for &child in &self.nodes[src as usize].children {
                 if kept[child as usize] {
                     let name = out.name_id(self.name(child));
+                    out.kernel[name as usize] |=
+                        self.kernel[self.nodes[child as usize].name as usize];
                     let d = out.child(dst, name);
                     stack.push((child, d));
                 } else {
@@ -186,8 +190,9 @@ impl FlameTree {
         while let Some((node, depth)) = stack.pop() {
             path.truncate(depth);
             if node != 0 {
-                let name = self.name(node);
-                path.push(out.intern_function(name, "", 0));
+                let raw = self.nodes[node as usize].name as usize;
+                let file = if self.kernel[raw] { KERNEL_FILE } else { "" };
+                path.push(out.intern_function(&self.names[raw], file, 0));
             }
             for (c, v) in values.iter_mut().enumerate() {
                 *v = self.self_value(node, c);
@@ -227,6 +232,7 @@ impl FlameTree {
         // Per level and column: where the previous node ended.
         let mut level_end: Vec<Vec<i64>> = Vec::new();
         let mut names: Vec<String> = Vec::new();
+        let mut kernel: Vec<i64> = Vec::new();
         let mut name_index: FxHashMap<u32, i64> = FxHashMap::default();
         let mut max_self = 0i64;
         // (node, depth, x per column)
@@ -239,7 +245,11 @@ impl FlameTree {
             let raw_name = self.nodes[node as usize].name;
             let name = *name_index.entry(raw_name).or_insert_with(|| {
                 names.push(self.names[raw_name as usize].clone());
-                names.len() as i64 - 1
+                let index = names.len() as i64 - 1;
+                if self.kernel[raw_name as usize] {
+                    kernel.push(index);
+                }
+                index
             });
             let level = &mut levels[depth];
             for c in 0..self.columns {
@@ -264,6 +274,7 @@ impl FlameTree {
         }
         Flamebearer {
             names,
+            kernel,
             levels,
             num_ticks: self.total(0, 0),
             max_self,
@@ -284,6 +295,9 @@ impl FlameTree {
 pub struct Flamebearer {
     /// Interned frame names; level entries refer to them by index.
     pub names: Vec<String>,
+    /// Indexes into `names` of kernel functions (left out when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel: Vec<i64>,
     /// One flat array per depth (level 0 is the root, "total").
     pub levels: Vec<Vec<i64>>,
     /// The root's total (left total for a diff).
@@ -322,6 +336,7 @@ impl Ord for OrdF64 {
 struct Builder {
     columns: usize,
     names: Vec<String>,
+    kernel: Vec<bool>,
     name_ids: FxHashMap<String, u32>,
     nodes: Vec<Node>,
     totals: Vec<i64>,
@@ -334,6 +349,7 @@ impl Builder {
         let mut b = Builder {
             columns,
             names: Vec::new(),
+            kernel: Vec::new(),
             name_ids: FxHashMap::default(),
             nodes: Vec::new(),
             totals: Vec::new(),
@@ -351,6 +367,7 @@ impl Builder {
         }
         let id = self.names.len() as u32;
         self.names.push(name.to_owned());
+        self.kernel.push(false);
         self.name_ids.insert(name.to_owned(), id);
         id
     }
@@ -394,7 +411,14 @@ impl Builder {
             return;
         }
         // Map each function to a tree name once, not once per frame.
-        let names: Vec<u32> = profile.functions().map(|f| self.name_id(f.name)).collect();
+        let names: Vec<u32> = profile
+            .functions()
+            .map(|f| {
+                let id = self.name_id(f.name);
+                self.kernel[id as usize] |= f.is_kernel();
+                id
+            })
+            .collect();
         let w = self.columns;
         for (stack, values) in profile.samples() {
             let v = values[type_index];
@@ -424,6 +448,7 @@ impl Builder {
         FlameTree {
             columns: self.columns,
             names: self.names,
+            kernel: self.kernel,
             nodes: self.nodes,
             totals: self.totals,
             selfs: self.selfs,

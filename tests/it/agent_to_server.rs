@@ -9,6 +9,19 @@ use firewatch_agent::Config;
 
 use crate::support::{Server, build_workload, profile_until_exit};
 
+/// The agent's configuration for one process, shipping every 2 s.
+fn shipping_to(base: &str, pid: u32) -> Config {
+    Config {
+        server: base.to_owned(),
+        upload_interval: Duration::from_secs(2),
+        targets: firewatch_agent::config::Targets {
+            pids: vec![pid],
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+}
+
 /// Self value per frame name from folded text.
 fn self_values(folded: &str) -> std::collections::HashMap<String, i64> {
     let mut out = std::collections::HashMap::new();
@@ -34,15 +47,7 @@ fn agent_ships_to_the_server_and_render_shows_the_workload() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start workload");
-    let config = Config {
-        server: base.clone(),
-        upload_interval: Duration::from_secs(2),
-        targets: firewatch_agent::config::Targets {
-            pids: vec![child.id()],
-            ..Default::default()
-        },
-        ..Config::default()
-    };
+    let config = shipping_to(&base, child.id());
     profile_until_exit(&mut child, config);
 
     let http: ureq::Agent = ureq::Agent::config_builder()
@@ -86,4 +91,73 @@ fn agent_ships_to_the_server_and_render_shows_the_workload() {
     assert!(services.contains("fw_e2e_workload"), "{services}");
     let hosts = get("/label-values?label=exe");
     assert!(hosts.contains("fw_e2e_workload"), "{hosts}");
+}
+
+/// A real program that lives in system calls (`dd` copying one byte at a
+/// time): the agent's kernel frames arrive named and marked as the
+/// kernel's, its user-space frames not.
+#[test]
+fn kernel_frames_arrive_marked_as_the_kernels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("firewatch.db"), 0);
+    let base = server.base.clone();
+    let mut child = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=1", "count=10000000"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dd");
+    let config = shipping_to(&base, child.id());
+    profile_until_exit(&mut child, config);
+    let body = ureq::get(&format!("{base}/api/v1/functions"))
+        .query("query", "dd.cpu")
+        .query("from", "now-10m")
+        .query("until", "now+1m")
+        .query("limit", "100000")
+        .call()
+        .expect("functions")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    let table: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let rows = table["functions"].as_array().expect("rows");
+    let kernel: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["kernel"] == true)
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    let share = |names: &[&str]| -> f64 {
+        let total: i64 = rows
+            .iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| names.contains(&n)))
+            .filter_map(|r| r["self"].as_i64())
+            .sum();
+        total as f64 / table["total"].as_f64().unwrap_or(1.0)
+    };
+    // Most of dd's time is in the kernel, under a system call entry.
+    assert!(
+        share(&kernel) > 0.3,
+        "kernel self share {}: {kernel:?}",
+        share(&kernel)
+    );
+    assert!(
+        kernel
+            .iter()
+            .any(|n| n.contains("entry_SYSCALL") || n.contains("do_syscall")),
+        "{kernel:?}"
+    );
+    for user in [
+        "main",
+        "write",
+        "__libc_start_main",
+        "__libc_start_call_main",
+    ] {
+        assert!(
+            !kernel.contains(&user),
+            "{user} is not the kernel's: {kernel:?}"
+        );
+    }
+    assert!(
+        !kernel.iter().any(|n| n.starts_with("[")),
+        "markers are no kernel functions: {kernel:?}"
+    );
 }

@@ -49,6 +49,7 @@ export class FlameGraph {
     this.orient = 'icicle';
     this.meta = {};
     this.palette = null;
+    this.display = (name) => name;
     this.colours = [];
     this.stats = { renderMs: 0, drawn: 0, hoverMs: 0, hoverMaxMs: 0, hovers: 0 };
     canvas.tabIndex = 0;
@@ -62,7 +63,8 @@ export class FlameGraph {
 
   /**
    * Shows a tree. `options`: meta (units), orient, zoom (node index),
-   * hits (search result), palette (diff colours).
+   * hits (search result), palette (diff colours), display (the name a
+   * box shows for a function's full name).
    */
   show(tree, options = {}) {
     if (tree !== this.tree) {
@@ -78,7 +80,13 @@ export class FlameGraph {
     this.zoom = zoom;
     this.hits = options.hits ?? null;
     this.palette = options.palette ?? null;
+    this.display = options.display ?? this.display;
     this.render();
+  }
+
+  /** The zoom to keep when showing `tree`: the current one if it is the tree shown. */
+  zoomFor(tree) {
+    return tree === this.tree ? this.zoom : 0;
   }
 
   /** Redraws; the time it took is in `stats.renderMs`. */
@@ -135,7 +143,7 @@ export class FlameGraph {
           ctx.fillRect(px, y, Math.max(0.5, w - 0.5), ROW - 1);
           drawn += 1;
           if (w > 3 * charWidth) {
-            const label = fit(t.names[t.name[i]], Math.floor((w - 6) / charWidth));
+            const label = fit(this.display(t.names[t.name[i]]), Math.floor((w - 6) / charWidth));
             if (label) {
               ctx.fillStyle = text;
               ctx.fillText(label, px + 3, y + ROW / 2);
@@ -219,7 +227,7 @@ export class FlameGraph {
     const t = this.tree;
     if (t.diff) return this.diffColour(i);
     const f = t.name[i];
-    if (!this.colours[f]) this.colours[f] = warm(t.names[f]);
+    if (!this.colours[f]) this.colours[f] = t.kernel?.has(f) ? cool(t.names[f]) : warm(t.names[f]);
     return this.colours[f];
   }
 
@@ -263,6 +271,7 @@ export class FlameGraph {
     if (this.zoom > 0) rows.push(['Of zoomed', formatPercent(t.total[i] / t.total[this.zoom])]);
     const note = NOTES[name];
     if (note) rows.push(['What', note]);
+    if (t.kernel?.has(t.name[i])) rows.push(['Where', 'in the kernel']);
     return { name, rows };
   }
 
@@ -418,17 +427,30 @@ export function fit(text, chars) {
 // FlameGraph's warm palette, stable per name: the same function has the
 // same colour in every view and every reload.
 function warm(name) {
-  let h = 2166136261;
-  for (let i = 0; i < name.length; i += 1) {
-    h ^= name.charCodeAt(i);
-    h = Math.imul(h, 16777619);
-  }
-  const u = (h >>> 0) / 4294967296;
+  const h = fnv(name);
+  const u = h / 4294967296;
   const v = ((h >>> 8) & 0xffff) / 65536;
   const hue = Math.round(5 + 45 * u);
   const sat = Math.round(70 + 20 * v);
   const light = Math.round(58 + 10 * (1 - u));
   return `hsl(${hue} ${sat}% ${light}%)`;
+}
+
+// Kernel functions: blues, apart from the warm user-space boxes (perf's
+// FlameGraph sets them apart by hue too).
+function cool(name) {
+  const u = fnv(name) / 4294967296;
+  return `hsl(${Math.round(195 + 25 * u)} 60% ${Math.round(62 + 8 * (1 - u))}%)`;
+}
+
+// FNV-1a of a name, unsigned 32 bits.
+function fnv(name) {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i += 1) {
+    h ^= name.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return h >>> 0;
 }
 
 function mix(a, b, k) {

@@ -1,8 +1,63 @@
-// The services overview: every service of the selection ranked by its
-// share of the range's total, with a sparkline of its timeline.
+// The Services tab: every service ranked by its share of the range's
+// total, with a sparkline of its timeline, and one flamegraph of them all
+// with a root box per service.
 
+import { ApiError, api } from './api.js';
+import { FlameGraph } from './flamegraph.js';
 import { formatPercent, formatValue } from './format.js';
+import { namer } from './names.js';
+import { $, DEFAULT_MAX_NODES, page } from './page.js';
+import { withMatcher } from './query.js';
+import { setStatus } from './status.js';
 import { linkButton } from './table.js';
+import { decodeSingle } from './tree.js';
+
+export const allGraph = new FlameGraph($('all-services'), $('tooltip'), { label: 'All services' });
+
+/** The services' activity in the selected range and type, busiest first. */
+export function activity() {
+  const s = page.state;
+  return page.answers.get('activity', { profile_type: s.type, from: s.from, until: s.until }, api.activity);
+}
+
+/** Draws the overview table and, once it arrives, the all-services flamegraph. */
+export function drawServices() {
+  const a = activity();
+  if (!a || a instanceof ApiError) {
+    setStatus(a ? 'error' : 'loading', a ? a.message : 'Loading services…');
+    return;
+  }
+  setStatus(
+    a.total ? 'ready' : 'empty',
+    a.total ? `${formatValue(a.total, a.metadata ?? {})} across ${a.services.length} services.` : 'No samples in this range.',
+  );
+  const open = (name) => page.update({ query: withMatcher('', 'service_name', '=', name), view: 'flame', zoom: '', fn: '' });
+  $('services-count').textContent = renderServices($('services-table'), a, open);
+  const s = page.state;
+  const all = page.answers.get(
+    'all',
+    {
+      query: '{}',
+      profile_type: s.type,
+      from: s.from,
+      until: s.until,
+      groupBy: 'service_name',
+      maxNodes: s.maxNodes || DEFAULT_MAX_NODES,
+      hideTruncated: s.truncated === 'hide' ? 'true' : '',
+    },
+    api.render,
+  );
+  if (!all || all instanceof ApiError) {
+    $('all-services-note').textContent = all ? all.message : 'Loading the flamegraph of every service…';
+    allGraph.show(null);
+    return;
+  }
+  if (page.data.all !== all) page.data.all = Object.assign(all, { tree: decodeSingle(all.flamebearer ?? {}) });
+  const tree = all.tree;
+  $('all-services-note').textContent = 'Every service in one flamegraph: a root box per service; click one to zoom.';
+  // A click zooms inside this graph; redraws keep it.
+  allGraph.show(tree, { meta: all.metadata ?? {}, orient: s.orient, display: namer(s.names), zoom: allGraph.zoomFor(tree) });
+}
 
 /**
  * Fills `table` from an /api/v1/activity answer; `onOpen(name)` reports a

@@ -24,6 +24,8 @@ export const DEFAULTS = Object.freeze({
   leftQuery: '',
   rightQuery: '',
   palette: 'default', // default | colorblind
+  names: 'full', // full | simple: how function names are shown
+  truncated: 'show', // show | hide the [truncated stack] marker frames
   maxNodes: '',
 });
 
@@ -51,11 +53,8 @@ export function toSearch(state) {
 }
 
 /** Keys whose change needs new data from the server (others only redraw). */
-export const DATA_KEYS = ['query', 'type', 'from', 'until', 'maxNodes'];
-export const DIFF_KEYS = [
-  'compare', 'leftFrom', 'leftUntil', 'rightFrom', 'rightUntil', 'leftQuery', 'rightQuery',
-  'palette',
-];
+export const DATA_KEYS = ['query', 'type', 'from', 'until', 'maxNodes', 'truncated'];
+export const DIFF_KEYS = ['compare', 'leftFrom', 'leftUntil', 'rightFrom', 'rightUntil', 'leftQuery', 'rightQuery'];
 
 export function changed(a, b, keys) {
   return keys.some((k) => a[k] !== b[k]);

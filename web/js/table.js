@@ -3,6 +3,7 @@
 // diff.
 
 import { formatPercent, formatPoints, formatValue } from './format.js';
+import { rowName } from './names.js';
 
 /** A button that reads as a link: a name the reader can click. */
 export function linkButton(text, title, onClick) {
@@ -21,13 +22,24 @@ const COLUMNS = [
   ['total', 'Total'],
 ];
 
+/** A name cell: the function as `show` shows it (full name on hover), `[k]` for the kernel's. */
+function nameCell(r, show, title, onClick) {
+  const td = document.createElement('td');
+  td.className = 'name';
+  const b = linkButton(rowName(r.name, r.kernel, show), title, onClick);
+  if (r.kernel) b.classList.add('kernel');
+  td.append(b);
+  return td;
+}
+
 /**
- * Fills `table` with `rows` ({name, self, total}), as the server filtered
- * and ordered them by `sort`/`dir` from the whole profile (`counts`: how
- * many functions match, of how many); `onSort(key)`, `onPick(name)` and
- * `onFind(name)` report clicks. Returns the line saying what is shown.
+ * Fills `table` with `rows` ({name, self, total, kernel}), as the server
+ * filtered and ordered them by `sort`/`dir` from the whole profile
+ * (`counts`: how many functions match, of how many); `show(name)` is the
+ * name shown; `onSort(key)`, `onPick(name)` and `onFind(name)` report
+ * clicks. Returns the line saying what is shown.
  */
-export function renderTop(table, rows, { sort, dir, counts, meta, numTicks, onSort, onPick, onFind }) {
+export function renderTop(table, rows, { sort, dir, counts, meta, numTicks, show, onSort, onPick, onFind }) {
   const shown = rows;
   const thead = document.createElement('thead');
   const tr = document.createElement('tr');
@@ -48,9 +60,7 @@ export function renderTop(table, rows, { sort, dir, counts, meta, numTicks, onSo
   const tbody = document.createElement('tbody');
   for (const r of shown) {
     const row = document.createElement('tr');
-    const name = document.createElement('td');
-    name.className = 'name';
-    const link = linkButton(r.name, `Show callers and callees of ${r.name}`, () => onPick(r.name));
+    const name = nameCell(r, show, `${r.name}: show its callers and callees`, () => onPick(r.name));
     const find = document.createElement('button');
     find.type = 'button';
     find.className = 'find';
@@ -58,7 +68,7 @@ export function renderTop(table, rows, { sort, dir, counts, meta, numTicks, onSo
     find.title = `Highlight ${r.name} in the flamegraph`;
     find.setAttribute('aria-label', find.title);
     find.addEventListener('click', () => onFind(r.name));
-    name.append(find, link);
+    name.prepend(find);
     row.append(name, valueCell(r.self, numTicks, meta), valueCell(r.total, numTicks, meta));
     tbody.append(row);
   }
@@ -82,32 +92,33 @@ function valueCell(v, numTicks, meta) {
  * Fills the regressions and improvements tables of a diff from the
  * server's ranked function rows (self shares in percent).
  */
-export function renderChanges(regressed, improved, functions, onPick) {
+export function renderChanges(regressed, improved, functions, show, onPick) {
   const grew = functions.filter((f) => f.deltaSelfPercent > 0).sort((a, b) => b.deltaSelfPercent - a.deltaSelfPercent);
   const shrank = functions.filter((f) => f.deltaSelfPercent < 0).sort((a, b) => a.deltaSelfPercent - b.deltaSelfPercent);
-  fillChanges(regressed, grew, onPick);
-  fillChanges(improved, shrank, onPick);
+  fillChanges(regressed, grew, show, onPick);
+  fillChanges(improved, shrank, show, onPick);
 }
 
-function fillChanges(table, rows, onPick) {
+/** A row saying a table has nothing to list. */
+function emptyRow(columns) {
+  const tr = document.createElement('tr');
+  const td = document.createElement('td');
+  td.colSpan = columns;
+  td.className = 'empty';
+  td.textContent = 'None';
+  tr.append(td);
+  return tr;
+}
+
+function fillChanges(table, rows, show, onPick) {
   const thead = document.createElement('thead');
   thead.innerHTML =
     '<tr><th scope="col">Function</th><th scope="col">Self before</th><th scope="col">Self after</th><th scope="col">Change</th></tr>';
   const tbody = document.createElement('tbody');
-  if (rows.length === 0) {
-    const tr = document.createElement('tr');
-    const td = document.createElement('td');
-    td.colSpan = 4;
-    td.className = 'empty';
-    td.textContent = 'None';
-    tr.append(td);
-    tbody.append(tr);
-  }
+  if (rows.length === 0) tbody.append(emptyRow(4));
   for (const f of rows) {
     const tr = document.createElement('tr');
-    const name = document.createElement('td');
-    name.className = 'name';
-    name.append(linkButton(f.name, '', () => onPick(f.name)));
+    const name = nameCell(f, show, f.name, () => onPick(f.name));
     const cells = [
       formatPercent(f.beforeSelfPercent / 100),
       formatPercent(f.afterSelfPercent / 100),
@@ -129,7 +140,7 @@ function fillChanges(table, rows, onPick) {
  * /api/v1/functions answer), each with its share of the whole profile;
  * `onPick(name)` narrows the search to one. Hidden without matches.
  */
-export function renderMatches(list, cover, meta, onPick) {
+export function renderMatches(list, cover, meta, show, onPick) {
   if (!cover || cover instanceof Error || !cover.functions.length) {
     list.hidden = true;
     list.replaceChildren();
@@ -139,7 +150,7 @@ export function renderMatches(list, cover, meta, onPick) {
   list.replaceChildren(
     ...cover.functions.map((r) => {
       const li = document.createElement('li');
-      const b = linkButton(r.name, `Search for ${r.name} only`, () => onPick(r.name));
+      const b = linkButton(rowName(r.name, r.kernel, show), `Search for ${r.name} only`, () => onPick(r.name));
       const share = document.createElement('span');
       share.className = 'muted';
       share.textContent = ` total ${formatValue(r.total, meta)} (${formatPercent(cover.total ? r.total / cover.total : 0)})`;
@@ -153,4 +164,22 @@ export function renderMatches(list, cover, meta, onPick) {
     more.textContent = `and ${cover.matched - cover.functions.length} more (see the top table)`;
     list.append(more);
   }
+}
+
+/**
+ * Fills `table` with a sandwich's direct callers or callees (`rows`:
+ * {name, total, kernel}), each with its share of the function's total
+ * `of`; `onPick(name)` moves the sandwich to a row's function.
+ */
+export function renderNeighbours(table, rows, { heading, of, meta, show, onPick }) {
+  const thead = document.createElement('thead');
+  thead.innerHTML = `<tr><th scope="col">${heading}</th><th scope="col">Through it</th></tr>`;
+  const tbody = document.createElement('tbody');
+  if (rows.length === 0) tbody.append(emptyRow(2));
+  for (const r of rows) {
+    const tr = document.createElement('tr');
+    tr.append(nameCell(r, show, `${r.name}: its sandwich`, () => onPick(r.name)), valueCell(r.total, of, meta));
+    tbody.append(tr);
+  }
+  table.replaceChildren(thead, tbody);
 }

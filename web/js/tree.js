@@ -5,7 +5,8 @@
 //
 // A tree: { names, numTicks, n, depth, levelStart (Int32Array, depth + 1
 // entries), start, total, self (Float64Array: ticks can exceed 2^31),
-// name, parent (Int32Array, -1 for the root) } and, for a diff,
+// name, parent (Int32Array, -1 for the root), kernel (the Set of name
+// indexes that are kernel functions) } and, for a diff,
 // { diff: true, leftTicks, rightTicks, leftTotal, leftSelf, rightTotal, rightSelf }.
 
 function alloc(n, depth) {
@@ -42,8 +43,37 @@ export function decodeSingle(fb) {
   t.levelStart[levels.length] = i;
   linkParents(t, [[t.start, t.total]]);
   t.names = fb.names ?? [];
+  t.kernel = new Set(fb.kernel ?? []);
   t.numTicks = fb.numTicks ?? (n ? t.total[0] : 0);
   return t;
+}
+
+/**
+ * The two sides of a `double` (diff) flamebearer as `single` ones, each
+ * without the nodes it has no samples in: the before and after
+ * flamegraphs, drawn beside the diff.
+ */
+export function splitDouble(fb) {
+  const side = (k) => {
+    const levels = (fb.levels ?? []).map((lv) => {
+      const out = [];
+      let end = 0; // where the previous node of the side ended
+      let kept = 0; // where the previous kept node ended
+      for (let j = 0; j + 6 < lv.length; j += 7) {
+        const start = end + lv[j + 3 * k];
+        const total = lv[j + 3 * k + 1];
+        end = start + total;
+        if (total <= 0) continue;
+        out.push(start - kept, total, lv[j + 3 * k + 2], lv[j + 6]);
+        kept = end;
+      }
+      return out;
+    });
+    while (levels.length && levels[levels.length - 1].length === 0) levels.pop();
+    const ticks = k === 0 ? fb.leftTicks : fb.rightTicks;
+    return { names: fb.names, kernel: fb.kernel, levels, numTicks: ticks ?? 0, format: 'single' };
+  };
+  return [side(0), side(1)];
 }
 
 /**
@@ -92,6 +122,7 @@ export function decodeDouble(fb, leftTicks, rightTicks) {
   linkParents(t, [[R.start, R.total], [L.start, L.total]]);
   Object.assign(t, {
     names: fb.names ?? [],
+    kernel: new Set(fb.kernel ?? []),
     numTicks: n ? t.total[0] : 0,
     diff: true,
     leftTicks: lt,

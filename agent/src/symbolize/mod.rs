@@ -266,7 +266,7 @@ impl Symbolizer {
 
     fn marker(&mut self, mark: u64) -> Arc<Resolved> {
         let name = match mark {
-            MARK_TRUNCATED => "[truncated stack]",
+            MARK_TRUNCATED => firewatch_profile::TRUNCATED,
             MARK_KERNEL => "[kernel]",
             MARK_FULL => "[stack table full]",
             MARK_PYTHON_UNREAD => "[python stack not read]",

@@ -35,8 +35,8 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    MappingRef, Strings, check_counts, first_string_not_empty, no_function, no_location, too_deep,
-    too_many_labels, unsymbolized_name, wrong_value_count,
+    MappingRef, Strings, check_counts, first_string_not_empty, in_kernel, no_function, no_location,
+    too_deep, too_many_labels, unsymbolized_name, wrong_value_count,
 };
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -686,6 +686,11 @@ impl Locations {
             }));
         } else {
             self.frames[start..].reverse();
+            if in_kernel(mappings.get(mapping_id), strings) {
+                for f in &mut self.frames[start..] {
+                    *f = out.in_kernel(*f);
+                }
+            }
         }
         // Each frame took at least two bytes of a buffer the model indexes
         // with u32 too; refuse rather than wrap if a caller's limit allows more.

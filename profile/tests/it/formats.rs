@@ -361,3 +361,108 @@ fn pprof_metadata_survives_the_round_trip() {
     assert_eq!(back.period, p.period);
     assert_eq!(back.sample_types(), p.sample_types());
 }
+
+/// Kernel functions are known by where they ran: a location in perf's
+/// `[kernel.kallsyms]` mapping, or a folded frame FlameGraph marked `_[k]`;
+/// the mark survives pprof out and back, and reaches the flamebearer.
+#[test]
+fn kernel_functions_are_marked_from_their_mapping_or_folded_suffix() {
+    use firewatch_profile::{FlameTree, KERNEL_FILE};
+    use pprof::proto;
+    let strings = [
+        "",
+        "samples",
+        "count",
+        "[kernel.kallsyms]",
+        "/usr/bin/app",
+        "do_syscall_64",
+        "main",
+    ];
+    let mapping = |id, filename| proto::Mapping {
+        id,
+        memory_limit: u64::MAX,
+        filename,
+        has_functions: true,
+        ..Default::default()
+    };
+    let function = |id, name| proto::Function {
+        id,
+        name,
+        ..Default::default()
+    };
+    let location = |id, mapping_id, function_id| proto::Location {
+        id,
+        mapping_id,
+        line: vec![proto::Line {
+            function_id,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let p = proto::Profile {
+        sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }],
+        string_table: strings.iter().map(|s| s.to_string()).collect(),
+        mapping: vec![mapping(1, 3), mapping(2, 4)],
+        function: vec![function(1, 5), function(2, 6)],
+        location: vec![location(1, 1, 1), location(2, 2, 2)],
+        sample: vec![proto::Sample {
+            location_id: vec![1, 2],
+            value: vec![7],
+            label: vec![],
+        }],
+        ..Default::default()
+    };
+    let limits = Limits::default();
+    for model in [
+        Profile::from_pprof(&p, &limits).unwrap(),
+        Profile::from_pprof_bytes(&pprof::encode(&p), &limits).unwrap(),
+    ] {
+        let frames: Vec<_> = model.stack(0).iter().map(|&f| model.function(f)).collect();
+        assert_eq!((frames[0].name, frames[0].is_kernel()), ("main", false));
+        assert_eq!(
+            (frames[1].name, frames[1].file),
+            ("do_syscall_64", KERNEL_FILE)
+        );
+        let again = Profile::from_pprof_bytes(&model.to_pprof_bytes(), &limits).unwrap();
+        assert!(
+            again.function(again.stack(0)[1]).is_kernel(),
+            "kept through pprof"
+        );
+    }
+
+    let text = "app;main;entry_SYSCALL_64_[k];do_syscall_64_[k] 3\napp;main 1\n";
+    let folded = folded::parse(
+        text.as_bytes(),
+        SampleType::new("samples", "count"),
+        &limits,
+    )
+    .unwrap();
+    let kernel: Vec<&str> = folded
+        .functions()
+        .filter(|f| f.is_kernel())
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        kernel,
+        ["entry_SYSCALL_64_[k]", "do_syscall_64_[k]"],
+        "names keep the mark"
+    );
+
+    for tree in [
+        FlameTree::from_profile(&folded, 0),
+        FlameTree::from_profile(&folded, 0).truncate(3),
+    ] {
+        let fb = tree.to_flamebearer();
+        let marked: Vec<&str> = fb
+            .kernel
+            .iter()
+            .map(|&i| fb.names[i as usize].as_str())
+            .collect();
+        let expected: &[&str] = if tree.len() > 3 {
+            &["entry_SYSCALL_64_[k]", "do_syscall_64_[k]"]
+        } else {
+            &[]
+        };
+        assert_eq!(marked, expected);
+    }
+}

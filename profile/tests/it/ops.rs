@@ -121,3 +121,32 @@ fn select_and_retain() {
     assert_eq!(p.stack_count(), 2);
     assert_eq!(p.total(1), 15);
 }
+
+/// Hiding a marker keeps every sample, on the stack without the marker;
+/// a root added above every stack keeps the totals.
+#[test]
+fn frames_hidden_and_roots_added_keep_every_sample() {
+    let p = folded(&[
+        ("[truncated stack];work;leaf", 10),
+        ("_start;main;work;leaf", 5),
+        ("[truncated stack];leaf", 2),
+    ]);
+    let hidden = p.without_frames(firewatch_profile::TRUNCATED);
+    assert_eq!(hidden.total(0), p.total(0));
+    assert_eq!(
+        canonical(&hidden),
+        canonical(&folded(&[
+            ("work;leaf", 10),
+            ("_start;main;work;leaf", 5),
+            ("leaf", 2)
+        ]))
+    );
+    let rooted = p.under_root("svc");
+    assert_eq!(rooted.total(0), p.total(0));
+    assert!(
+        rooted
+            .samples()
+            .all(|(stack, _)| rooted.function_name(stack[0]) == "svc")
+    );
+    assert_eq!(rooted.samples().len(), p.samples().len());
+}

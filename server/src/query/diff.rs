@@ -17,6 +17,7 @@ use firewatch_render::{RenderError, SvgOptions, diff_svg};
 use serde::Serialize;
 
 use super::output::{self, Format, Metadata};
+use super::shape::Shape;
 use super::{max_nodes, profile_type_param, selection, step_ms};
 use crate::AppState;
 use crate::auth::Tenant;
@@ -81,6 +82,8 @@ struct DiffJson {
     left_timeline: Timeline,
     right_timeline: Timeline,
     functions: Vec<FunctionRow>,
+    /// Both palettes, so switching needs no new query.
+    palettes: [Palette; 2],
     palette: Palette,
 }
 
@@ -90,6 +93,7 @@ struct Options {
     rows: usize,
     color_blind: bool,
     name: String,
+    shape: Shape,
 }
 
 /// `GET /render-diff`.
@@ -146,6 +150,7 @@ pub async fn render_diff(
         max_nodes: max_nodes(&params)?,
         rows,
         color_blind: params.flag("colorBlind", false)?,
+        shape: Shape::from_params(&params)?,
         name: if left_query == right_query {
             right_query.to_owned()
         } else {
@@ -154,8 +159,13 @@ pub async fn render_diff(
     };
     let step = step_ms(&params)?;
     let (left, right) = tokio::join!(state.select(&left, step), state.select(&right, step));
-    let (left, right) = (left?, right?);
-    tokio::task::spawn_blocking(move || draw(left, right, &options)).await?
+    let (mut left, mut right) = (left?, right?);
+    tokio::task::spawn_blocking(move || {
+        left.profile = options.shape.apply(left.profile);
+        right.profile = options.shape.apply(right.profile);
+        draw(left, right, &options)
+    })
+    .await?
 }
 
 fn draw(left: Merged, right: Merged, options: &Options) -> Result<Response, ApiError> {
@@ -177,6 +187,7 @@ fn draw(left: Merged, right: Merged, options: &Options) -> Result<Response, ApiE
                 right_timeline: right.timeline,
                 functions: function_table(&left.profile, &right.profile, options.rows),
                 palette: Palette::new(options.color_blind),
+                palettes: [Palette::new(false), Palette::new(true)],
             };
             let json = serde_json::to_vec(&body)
                 .map_err(|e| ApiError::Internal(format!("cannot encode JSON: {e}")))?;

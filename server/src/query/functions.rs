@@ -12,10 +12,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
-use firewatch_profile::{Flamebearer, Profile, TopEntry};
+use firewatch_profile::{FlameTree, Flamebearer, Profile, TopEntry};
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use super::output::{self, Metadata};
+use super::shape::Shape;
 use super::{max_nodes, requested_selection};
 use crate::AppState;
 use crate::auth::Tenant;
@@ -36,6 +38,9 @@ struct Row {
     /// Value of samples with the function anywhere on the stack (a
     /// recursive function counts once per sample).
     total: i64,
+    /// A kernel function.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    kernel: bool,
 }
 
 /// The `/api/v1/functions` answer.
@@ -120,9 +125,10 @@ pub(super) async fn functions(
     let (sort, ascending) = parse_sort(&params)?;
     let limit = parse_limit(&params)?;
     let filter = params.get("filter").unwrap_or("").to_owned();
+    let shape = Shape::from_params(&params)?;
     let merged = state.select(&selection, None).await?;
-    let profile = merged.profile;
     tokio::task::spawn_blocking(move || {
+        let profile = shape.apply(merged.profile);
         let metadata = output::metadata(&profile, "single", &query, "");
         table(&profile, &filter, sort, ascending, limit, metadata)
     })
@@ -170,6 +176,11 @@ fn table(
         by_value.then(by_name)
     });
     rows.truncate(limit);
+    let kernel: FxHashSet<&str> = profile
+        .functions()
+        .filter(|f| f.is_kernel())
+        .map(|f| f.name)
+        .collect();
     Functions {
         total: profile.total(0),
         count,
@@ -178,6 +189,7 @@ fn table(
         functions: rows
             .into_iter()
             .map(|r| Row {
+                kernel: kernel.contains(r.name.as_str()),
                 name: r.name,
                 self_value: r.self_value,
                 total: r.total,
@@ -210,6 +222,10 @@ pub(super) struct Sandwich {
     callers: Flamebearer,
     /// Rooted at the function, every call of it merged.
     callees: Flamebearer,
+    /// The functions that call it directly, by the value of those calls.
+    caller_rows: Vec<Neighbour>,
+    /// The functions it calls directly, by the value of those calls.
+    callee_rows: Vec<Neighbour>,
     metadata: Metadata,
 }
 
@@ -223,9 +239,10 @@ pub(super) async fn sandwich(
     let (query, selection) = requested_selection(&tenant, &params)?;
     let function = params.require("function")?.to_owned();
     let nodes = max_nodes(&params)?;
+    let shape = Shape::from_params(&params)?;
     let merged = state.select(&selection, None).await?;
-    let profile = merged.profile;
     tokio::task::spawn_blocking(move || {
+        let profile = shape.apply(merged.profile);
         let callees = profile.callees(&function);
         if callees.is_empty() {
             return Err(ApiError::NotFound(format!(
@@ -233,6 +250,7 @@ pub(super) async fn sandwich(
             )));
         }
         let callers = profile.callers(&function);
+        let total = callees.total(0);
         let self_value = profile
             .samples()
             .filter(|(stack, _)| {
@@ -241,16 +259,57 @@ pub(super) async fn sandwich(
                     .is_some_and(|&f| profile.function_name(f) == function)
             })
             .fold(0i64, |acc, (_, v)| acc.saturating_add(v[0]));
+        let (callers, caller_rows) = drawn_and_neighbours(&callers, nodes);
+        let (callees, callee_rows) = drawn_and_neighbours(&callees, nodes);
         Ok(Sandwich {
             total_value: profile.total(0),
             self_value,
-            total: callees.total(0),
-            callers: output::tree(&callers, nodes).to_flamebearer(),
-            callees: output::tree(&callees, nodes).to_flamebearer(),
+            total,
+            callers,
+            callees,
+            caller_rows,
+            callee_rows,
             metadata: output::metadata(&profile, "single", &query, ""),
             function,
         })
     })
     .await?
     .map(Json)
+}
+
+/// A direct caller or callee in a sandwich's tables.
+#[derive(Debug, Serialize)]
+struct Neighbour {
+    name: String,
+    /// Value of the samples in which it calls, or is called by, the function.
+    total: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    kernel: bool,
+}
+
+/// Rows beyond this are left out of a sandwich's tables.
+const NEIGHBOUR_ROWS: usize = 200;
+
+/// A sandwich half's flamegraph, truncated for drawing, and its root's
+/// children ranked from the whole tree.
+fn drawn_and_neighbours(half: &Profile, max_nodes: usize) -> (Flamebearer, Vec<Neighbour>) {
+    let full = FlameTree::from_profile(half, 0);
+    let kernel: FxHashSet<&str> = half
+        .functions()
+        .filter(|f| f.is_kernel())
+        .map(|f| f.name)
+        .collect();
+    let mut rows: Vec<Neighbour> = full
+        .children(0)
+        .iter()
+        .flat_map(|&root| full.children(root))
+        .map(|&n| Neighbour {
+            name: full.name(n).to_owned(),
+            total: full.total(n, 0),
+            kernel: kernel.contains(full.name(n)),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)));
+    rows.truncate(NEIGHBOUR_ROWS);
+    (output::drawn(full, max_nodes).to_flamebearer(), rows)
 }

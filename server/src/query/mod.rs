@@ -13,6 +13,7 @@ mod functions;
 pub mod labels;
 pub mod output;
 pub mod render;
+mod shape;
 
 use axum::Router;
 use axum::routing::get;

@@ -137,7 +137,11 @@ pub fn metadata(profile: &Profile, format: &'static str, name: &str, spy_name: &
 
 /// The call tree of column 0, truncated to `max_nodes` with "other" nodes.
 pub fn tree(profile: &Profile, max_nodes: usize) -> FlameTree {
-    let tree = FlameTree::from_profile(profile, 0);
+    drawn(FlameTree::from_profile(profile, 0), max_nodes)
+}
+
+/// A call tree cut to at most `max_nodes` nodes for drawing.
+pub fn drawn(tree: FlameTree, max_nodes: usize) -> FlameTree {
     if tree.len() > max_nodes {
         tree.truncate(max_nodes)
     } else {

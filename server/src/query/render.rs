@@ -4,7 +4,9 @@
 //! with `profile_type`), `from` (default `now-1h`), `until` (default
 //! `now`), `format` (`json`, `svg`, `folded`, `pprof`), `maxNodes` (8,192;
 //! json, svg and folded are truncated with "other" nodes that keep totals
-//! exact), `step` (timeline resolution), and for SVG `icicle` and `title`.
+//! exact), `step` (timeline resolution), `hideTruncated`, `groupBy` (a
+//! label: one root frame per value, the all-services flamegraph), and for
+//! SVG `icicle` and `title`.
 
 use axum::extract::State;
 use axum::http::Uri;
@@ -14,6 +16,7 @@ use firewatch_render::{RenderError, SvgOptions, flamegraph_svg};
 use serde::Serialize;
 
 use super::output::{self, Format, Metadata};
+use super::shape::{self, Shape};
 use super::{max_nodes, requested_selection, step_ms};
 use crate::AppState;
 use crate::auth::Tenant;
@@ -49,6 +52,7 @@ struct Options {
     icicle: bool,
     title: Option<String>,
     name: String,
+    shape: Shape,
 }
 
 /// `GET /render`.
@@ -68,10 +72,17 @@ pub async fn render(
         icicle: params.flag("icicle", false)?,
         title: params.get("title").map(str::to_owned),
         name: query,
+        shape: Shape::from_params(&params)?,
     };
     let step = step_ms(&params)?;
+    let group = shape::group_by(&params)?;
     let (merged, spy) = tokio::join!(
-        state.select(&selection, step),
+        async {
+            match &group {
+                Some(label) => shape::grouped(&state, &selection, label, step).await,
+                None => state.select(&selection, step).await,
+            }
+        },
         spy_name(&state.store, &selection, options.format)
     );
     let merged = merged?;
@@ -100,19 +111,14 @@ async fn spy_name(
 
 fn draw(merged: Merged, options: &Options, spy: &str) -> Result<Response, ApiError> {
     let Merged {
-        mut profile,
-        timeline,
-        ..
+        profile, timeline, ..
     } = merged;
+    let mut profile = options.shape.apply(profile);
     match options.format {
         Format::Json => {
             let full = FlameTree::from_profile(&profile, 0);
             let total = full.len();
-            let drawn = if total > options.max_nodes {
-                full.truncate(options.max_nodes)
-            } else {
-                full
-            };
+            let drawn = output::drawn(full, options.max_nodes);
             let body = RenderJson {
                 version: 1,
                 call_tree_nodes: CallTreeNodes {

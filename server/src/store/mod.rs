@@ -170,7 +170,7 @@ pub struct Merged {
 }
 
 /// Totals of the selected sample type per step (Pyroscope's layout).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeline {
     /// Start of the first step, Unix seconds.

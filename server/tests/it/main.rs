@@ -43,6 +43,7 @@ mod multi;
 mod native;
 mod push;
 mod ratelimit;
+mod reading;
 mod render;
 mod secure;
 mod shared;

@@ -8,6 +8,7 @@
 //! `FIREWATCH_SKIP_BROWSER_TESTS=1` skips them where no Chromium exists.
 
 mod browser;
+mod reading;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -407,6 +408,13 @@ fn ui_numbers_come_from_the_whole_profile() {
             .js("return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5).map(e => e.tagName + '#' + e.id);")
             .await;
         assert_eq!(wide, json!([]), "the sandwich's canvases fit the window");
+
+        // perf's kernel frames (`_[k]`) are set apart; simplified names read on a real build.
+        b.goto(&format!("{}/?query=cargo.cpu&maxNodes=3000&names=simple", server.base)).await;
+        b.wait("document.body.dataset.status === 'ready' && !document.getElementById('kernel-legend').hidden", "the real flamegraph").await;
+        let kernel = b.js("const g = window.firewatch.graph('flame'); return g.tree.kernel.size;").await;
+        assert!(kernel.as_u64().unwrap_or(0) > 20, "kernel names: {kernel}");
+        b.shot("04-real-profile-simplified").await;
         b.close().await;
     });
     server.stop();
@@ -552,6 +560,18 @@ fn ui_services_overview() {
             json!(4)
         );
         b.shot("01-overview").await;
+        // One flamegraph of every service, a root box each, by share.
+        b.wait("window.firewatch.box('all', 'busy') !== null", "the all-services flamegraph").await;
+        let width = |name: &str| format!("return window.firewatch.box('all', {}).w;", json!(name));
+        let total = b.js(&width("total")).await.as_f64().unwrap_or(0.0);
+        for (name, share) in [("busy", 0.7), ("middle", 0.2), ("alpha", 0.1)] {
+            let w = b.js(&width(name)).await.as_f64().unwrap_or(0.0);
+            assert!((w / total - share).abs() < 0.01, "{name}: {w} of {total}");
+        }
+        b.shot("02-all-services").await;
+        let (x, y) = b.node("all", "middle").await.expect("middle's root");
+        b.click_at(x, y).await;
+        b.wait("window.firewatch.graph('all').zoom > 0 && Math.abs(window.firewatch.box('all', 'm').w - window.firewatch.box('all', 'total').w) < 1", "zoomed into middle").await;
         b.click("#services-table tbody tr:nth-child(2) button.link").await;
         b.wait("window.firewatch.state.view === 'flame' && window.firewatch.state.query.includes('middle') && document.body.dataset.status === 'ready'", "middle's flamegraph").await;
         assert!(b.node("flame", "m").await.is_some());
