@@ -3,24 +3,8 @@
 //! shows the workload's functions with their shares.
 
 use std::process::Command;
-use std::time::Duration;
 
-use firewatch_agent::Config;
-
-use crate::support::{Server, build_workload, profile_until_exit};
-
-/// The agent's configuration for one process, shipping every 2 s.
-fn shipping_to(base: &str, pid: u32) -> Config {
-    Config {
-        server: base.to_owned(),
-        upload_interval: Duration::from_secs(2),
-        targets: firewatch_agent::config::Targets {
-            pids: vec![pid],
-            ..Default::default()
-        },
-        ..Config::default()
-    }
-}
+use crate::support::{Server, build_workload, profile_until_exit, shipping_to};
 
 /// Self value per frame name from folded text.
 fn self_values(folded: &str) -> std::collections::HashMap<String, i64> {

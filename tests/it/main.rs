@@ -4,9 +4,12 @@
 
 #[path = "../../server/tests/it/debuginfod.rs"]
 mod debuginfod;
+#[path = "../../cli/tests/it/go_tool.rs"]
+mod go_tool;
 mod support;
 
 mod agent_to_server;
 mod outage;
+mod rustc;
 mod stripped;
 mod ui;

@@ -113,6 +113,19 @@ pub fn profile_until_exit(child: &mut Child, config: Config) {
     assert_eq!(metrics.profiles_dropped, 0, "{metrics:?}");
 }
 
+/// The agent's configuration for one process, shipping every 2 s.
+pub fn shipping_to(base: &str, pid: u32) -> Config {
+    Config {
+        server: base.to_owned(),
+        upload_interval: Duration::from_secs(2),
+        targets: firewatch_agent::config::Targets {
+            pids: vec![pid],
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

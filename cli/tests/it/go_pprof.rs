@@ -1,165 +1,50 @@
 //! What `firewatch convert` writes reads the same in `go tool pprof`, and both
 //! tools agree on a Go-shaped profile.
 //!
-//! Needs `go` on PATH (Debian: `apt-get install golang-go`); with
-//! FIREWATCH_SKIP_GO_TESTS=1 these tests pass without running it.
+//! Needs `go` (see `go_tool.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use std::io::Read;
 
 use crate::fixtures::GO_CPU;
+use crate::go_tool::{GoPprof, value};
 use crate::live::Server;
 use crate::support::{data, data_arg, firewatch, folded_rows, tempdir};
 
-/// `go tool pprof` with a private, writable HOME and cache and no way to
-/// download anything, or `None` when the user chose to skip.
-struct GoPprof {
-    home: tempfile::TempDir,
-}
-
-impl GoPprof {
-    fn find() -> Option<GoPprof> {
-        if std::env::var("FIREWATCH_SKIP_GO_TESTS").is_ok_and(|v| v == "1") {
-            eprintln!("skipped: FIREWATCH_SKIP_GO_TESTS=1, go tool pprof not run");
-            return None;
-        }
-        let go = GoPprof { home: tempdir() };
-        let found = go
-            .command()
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "`go` is not on PATH: install Debian's golang-go (apt-get install golang-go), \
-             or set FIREWATCH_SKIP_GO_TESTS=1 to skip the go tool pprof tests"
-        );
-        Some(go)
-    }
-
-    fn command(&self) -> Command {
-        let home = self.home.path();
-        let mut cmd = Command::new("go");
-        cmd.env("HOME", home)
-            .env("GOCACHE", home.join("cache"))
-            .env("GOPATH", home.join("gopath"))
-            .env("GOMODCACHE", home.join("gopath/pkg/mod"))
-            .env("PPROF_TMPDIR", home.join("pprof"))
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPROXY", "off")
-            .env("GOTELEMETRY", "off")
-            .env("GOFLAGS", "");
-        cmd
-    }
-
-    /// Runs `go tool pprof ARGS FILE` and returns stdout.
-    fn run(&self, args: &[&str], file: &Path) -> String {
-        let out = self
-            .command()
-            .args(["tool", "pprof", "-symbolize=none"])
-            .args(args)
-            .arg(file)
-            .output()
-            .expect("go runs");
-        assert!(
-            out.status.success(),
-            "go tool pprof {args:?} {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8")
-    }
-
-    /// `-top` as name -> (flat, cum), and the grand total, in the sample
-    /// type's own unit (`-unit=ns` for durations keeps the numbers exact).
-    fn top(
-        &self,
-        file: &Path,
-        sample_index: &str,
-        unit: &str,
-    ) -> (BTreeMap<String, (i64, i64)>, i64) {
-        let unit_arg = format!("-unit={}", if unit.is_empty() { "minimum" } else { unit });
-        let index_arg = format!("-sample_index={sample_index}");
-        let text = self.run(
-            &[
-                "-top",
-                "-nodecount=1000000",
-                "-nodefraction=0",
-                &index_arg,
-                &unit_arg,
-            ],
-            file,
-        );
-        let mut rows = BTreeMap::new();
-        let mut total = None;
-        let mut in_table = false;
-        for line in text.lines() {
-            if let Some(rest) = line.split_once(" of ").map(|(_, r)| r) {
-                // "Showing nodes accounting for 1000, 100% of 1000 total"
-                let n = rest.trim_end_matches(" total");
-                total = Some(value(n, unit));
-            } else if line.trim_start().starts_with("flat") {
-                in_table = true;
-            } else if in_table {
-                let mut fields = line.split_whitespace();
-                let flat = value(fields.next().expect("flat"), unit);
-                let cum = value(fields.nth(2).expect("cum"), unit);
-                let name = fields.skip(1).collect::<Vec<_>>().join(" ");
-                let name = name.trim_end_matches(" (inline)").to_owned();
-                // pprof prints names trimmed: `f` and `f ` (a real
-                // profile's folded text has both) read as one name here.
-                let row = rows.entry(name).or_insert((0, 0));
-                *row = (row.0 + flat, row.1 + cum);
-            }
-        }
-        (rows, total.expect("a total line"))
-    }
-
-    /// `-traces` as stack (root first, `;`-joined) -> value, labels ignored.
-    fn traces(&self, file: &Path, sample_index: &str, unit: &str) -> Vec<(String, u64)> {
-        let index_arg = format!("-sample_index={sample_index}");
-        let unit_arg = format!("-unit={}", if unit.is_empty() { "minimum" } else { unit });
-        let text = self.run(&["-traces", &index_arg, &unit_arg], file);
-        let mut folded = String::new();
-        for block in text.split("-----------+").skip(1) {
-            let mut frames: Vec<&str> = Vec::new();
-            let mut count = None;
-            for line in block.lines().skip(1) {
-                let line = line.trim();
-                let first = line.split_whitespace().next().unwrap_or_default();
-                if count.is_none() {
-                    // Label lines ("endpoint:  /checkout") come before the value.
-                    if first.is_empty() || first.ends_with(':') {
-                        continue;
-                    }
-                    count = Some(value(first, unit));
-                    frames.push(line[first.len()..].trim());
-                } else if !line.is_empty() {
-                    frames.push(line);
+/// `-traces` as stack (root first, `;`-joined) -> value, labels ignored.
+fn traces(go: &GoPprof, file: &Path, sample_index: &str, unit: &str) -> Vec<(String, u64)> {
+    let index_arg = format!("-sample_index={sample_index}");
+    let unit_arg = format!("-unit={}", if unit.is_empty() { "minimum" } else { unit });
+    let text = go.run(&["-traces", &index_arg, &unit_arg], file);
+    let mut folded = String::new();
+    for block in text.split("-----------+").skip(1) {
+        let mut frames: Vec<&str> = Vec::new();
+        let mut count = None;
+        for line in block.lines().skip(1) {
+            let line = line.trim();
+            let first = line.split_whitespace().next().unwrap_or_default();
+            if count.is_none() {
+                // Label lines ("endpoint:  /checkout") come before the value.
+                if first.is_empty() || first.ends_with(':') {
+                    continue;
                 }
+                count = Some(value(first, unit));
+                frames.push(line[first.len()..].trim());
+            } else if !line.is_empty() {
+                frames.push(line);
             }
-            let Some(count) = count else { continue };
-            let stack: Vec<&str> = frames
-                .iter()
-                .rev()
-                .map(|f| f.trim_end_matches(" (inline)"))
-                .collect();
-            folded.push_str(&format!("{} {count}\n", stack.join(";")));
         }
-        folded_rows(&folded)
+        let Some(count) = count else { continue };
+        let stack: Vec<&str> = frames
+            .iter()
+            .rev()
+            .map(|f| f.trim_end_matches(" (inline)"))
+            .collect();
+        folded.push_str(&format!("{} {count}\n", stack.join(";")));
     }
-}
-
-/// A pprof number with the expected unit suffix ("400000000ns", "1000").
-#[track_caller]
-fn value(text: &str, unit: &str) -> i64 {
-    let digits = text.strip_suffix(unit).unwrap_or(text);
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{text:?} is not a whole number of {unit:?}"))
+    folded_rows(&folded)
 }
 
 /// `firewatch top --output json -n 0` as name -> (self, total), and the total.
@@ -362,7 +247,7 @@ fn converted_folded_profile_reads_the_same_in_go_pprof() {
     assert_eq!(rows, want);
 
     let original = folded_rows(&std::fs::read_to_string(data("checkout.folded")).expect("fixture"));
-    assert_eq!(go.traces(&converted, "samples", ""), original);
+    assert_eq!(traces(&go, &converted, "samples", ""), original);
 }
 
 #[test]
@@ -383,7 +268,7 @@ fn go_pprof_and_firewatch_agree_on_a_go_profile() {
 fn go_profile_converted_by_firewatch_reads_the_same_in_go_pprof() {
     let Some(go) = GoPprof::find() else { return };
     let fixture = data(GO_CPU);
-    let stacks = go.traces(&fixture, "cpu", "ns");
+    let stacks = traces(&go, &fixture, "cpu", "ns");
     assert_eq!(stacks.len(), 8, "{stacks:?}");
     assert!(stacks.contains(&(
         "net/http.(*conn).serve;main.(*Handler).ServeHTTP;main.(*Cart).Total;main.applyDiscounts".to_owned(),
@@ -400,8 +285,8 @@ fn go_profile_converted_by_firewatch_reads_the_same_in_go_pprof() {
                 "{out} {sample_type}: top"
             );
             assert_eq!(
-                go.traces(&converted, sample_type, unit),
-                go.traces(&fixture, sample_type, unit),
+                traces(&go, &converted, sample_type, unit),
+                traces(&go, &fixture, sample_type, unit),
                 "{out} {sample_type}: stacks"
             );
         }

@@ -9,6 +9,7 @@ mod errors;
 mod fixtures;
 mod gate;
 mod go_pprof;
+mod go_tool;
 mod live;
 mod render;
 mod report;
