@@ -1,10 +1,11 @@
 //! The whole-profile answers the UI's table, search and sandwich read, on a
 //! profile of 100,000 functions (60,000 stacks 10 frames deep, names as
-//! long as Rust's), stored in SQLite and queried through the HTTP API in
-//! process. Printed, medians of runs: `/api/v1/functions` (the table and
-//! a search), `/api/v1/sandwich`, and beside them `/render` (the
-//! flamegraph JSON of the same data), with the ratio of each to it.
-//! Target: the table and the sandwich under 300 ms.
+//! long as Rust's) spread over 40 services, stored in SQLite and queried
+//! through the HTTP API in process. Printed, medians of runs:
+//! `/api/v1/functions` (the table and a search), `/api/v1/sandwich`, the
+//! all-services flamegraph (`groupBy=service_name`, one query per service),
+//! and beside them `/render` (the flamegraph JSON of the same data), with
+//! the ratio of each to it. Target: the table and the sandwich under 300 ms.
 //!
 //! `cargo bench -p firewatch-server --bench functions`
 
@@ -26,6 +27,7 @@ const FUNCTIONS: usize = 100_000;
 const STACKS: usize = 60_000;
 const DEPTH: usize = 10;
 const RUNS: usize = 5;
+const SERVICES: usize = 40;
 
 fn name(i: usize) -> String {
     format!(
@@ -37,17 +39,20 @@ fn name(i: usize) -> String {
 }
 
 /// Stacks whose frames, taken together, use every function; values skewed
-/// so a few functions dominate, as in real profiles.
-fn profile(time_ms: i64) -> Profile {
-    let mut p = Profile::new(vec![SampleType::new("cpu", "nanoseconds")]);
-    p.period_type = Some(SampleType::new("cpu", "nanoseconds"));
-    p.period = 10_000_000;
-    p.time_nanos = time_ms * 1_000_000;
-    p.duration_nanos = 10_000_000_000;
-    let ids: Vec<u32> = (0..FUNCTIONS)
-        .map(|i| p.intern_function(&name(i), "", 0))
+/// so a few functions dominate, as in real profiles; stack `s` belongs to
+/// service `s % SERVICES`.
+fn profiles(time_ms: i64) -> Vec<Profile> {
+    let mut out: Vec<Profile> = (0..SERVICES)
+        .map(|_| {
+            let mut p = Profile::new(vec![SampleType::new("cpu", "nanoseconds")]);
+            p.period_type = Some(SampleType::new("cpu", "nanoseconds"));
+            p.period = 10_000_000;
+            p.time_nanos = time_ms * 1_000_000;
+            p.duration_nanos = 10_000_000_000;
+            p
+        })
         .collect();
-    let root = p.intern_function("main", "", 0);
+    let names: Vec<String> = (0..FUNCTIONS).map(name).collect();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
         x ^= x << 13;
@@ -57,8 +62,9 @@ fn profile(time_ms: i64) -> Profile {
     };
     let mut stack = Vec::with_capacity(DEPTH + 1);
     for s in 0..STACKS {
+        let p = &mut out[s % SERVICES];
         stack.clear();
-        stack.push(root);
+        stack.push(p.intern_function("main", "", 0));
         for d in 0..DEPTH {
             // Shallow frames come from few functions, deep ones from all.
             let span = (FUNCTIONS >> (2 * (DEPTH - 1 - d)).min(16)).max(64);
@@ -67,12 +73,12 @@ fn profile(time_ms: i64) -> Profile {
             } else {
                 (next() as usize) % span
             };
-            stack.push(ids[f]);
+            stack.push(p.intern_function(&names[f], "", 0));
         }
         let value = 10_000_000 * (1 + (next() % 100) as i64 * (s % 7 == 0) as i64);
         p.add_sample(&stack, &[value]);
     }
-    p
+    out
 }
 
 fn main() {
@@ -102,24 +108,24 @@ async fn run() {
     .await
     .expect("store");
     let now = firewatch_server::time::now_ms();
-    let p = profile(now - 120_000);
-    let functions = p.function_count();
-    let labels: Labels = [
-        ("service_name".to_owned(), "bench".to_owned()),
-        ("__name__".to_owned(), "process_cpu".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    store
-        .ingest(vec![NewProfile {
+    let batch: Vec<NewProfile> = profiles(now - 120_000)
+        .into_iter()
+        .enumerate()
+        .map(|(k, profile)| NewProfile {
             tenant: String::new(),
-            labels,
-            profile: p,
-        }])
-        .await
-        .expect("ingest");
+            labels: [
+                ("service_name".to_owned(), format!("bench_{k}")),
+                ("__name__".to_owned(), "process_cpu".to_owned()),
+            ]
+            .into_iter()
+            .collect::<Labels>(),
+            profile,
+        })
+        .collect();
+    store.ingest(batch).await.expect("ingest");
     let state = AppState::new(store, IngestLimits::default());
-    let common = "query=bench.cpu&from=now-10m&until=now";
+    // `{}`: every service, merged.
+    let common = "query=%7B%7D&profile_type=cpu&from=now-10m&until=now";
     let targets = [
         (
             "flamegraph JSON (/render)",
@@ -140,6 +146,10 @@ async fn run() {
                 name(3).replace('<', "%3C").replace('>', "%3E")
             ),
         ),
+        (
+            "all services (groupBy)",
+            format!("/render?{common}&format=json&groupBy=service_name"),
+        ),
     ];
     let mut results = Vec::new();
     for (label, target) in &targets {
@@ -154,7 +164,7 @@ async fn run() {
         results.push((label, median(times), bytes));
     }
     println!(
-        "{functions} functions, {STACKS} stacks of {} frames",
+        "{FUNCTIONS} functions, {STACKS} stacks of {} frames, over {SERVICES} services",
         DEPTH + 1
     );
     let base = results[0].1;
