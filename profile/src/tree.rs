@@ -34,6 +34,8 @@ pub struct FlameTree {
 struct Node {
     name: u32,
     children: Vec<NodeId>,
+    // For an "other" node: how many children of its parent it stands for.
+    folded: u32,
 }
 
 impl FlameTree {
@@ -154,7 +156,7 @@ impl FlameTree {
                 out.set(dst, c, self.total(src, c), self.self_value(src, c));
             }
             let mut dropped = vec![0i64; self.columns];
-            let mut any_dropped = false;
+            let mut folded = 0u32;
             for &child in &self.nodes[src as usize].children {
                 if kept[child as usize] {
                     let name = out.name_id(self.name(child));
@@ -163,14 +165,15 @@ impl FlameTree {
                     let d = out.child(dst, name);
                     stack.push((child, d));
                 } else {
-                    any_dropped = true;
+                    folded += 1;
                     for (c, slot) in dropped.iter_mut().enumerate() {
                         *slot = slot.saturating_add(self.total(child, c));
                     }
                 }
             }
-            if any_dropped {
+            if folded > 0 {
                 let o = out.child(dst, other_name);
+                out.nodes[o as usize].folded += folded;
                 for (c, &v) in dropped.iter().enumerate() {
                     let (t, s) = (out.get_total(o, c), out.get_self(o, c));
                     out.set(o, c, t.saturating_add(v), s.saturating_add(v));
@@ -233,6 +236,7 @@ impl FlameTree {
         let mut level_end: Vec<Vec<i64>> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let mut kernel: Vec<i64> = Vec::new();
+        let mut folded: Vec<[i64; 3]> = Vec::new();
         let mut name_index: FxHashMap<u32, i64> = FxHashMap::default();
         let mut max_self = 0i64;
         // (node, depth, x per column)
@@ -252,6 +256,11 @@ impl FlameTree {
                 index
             });
             let level = &mut levels[depth];
+            let n = self.nodes[node as usize].folded;
+            if n > 0 {
+                let per_node = 3 * self.columns as i64 + 1;
+                folded.push([depth as i64, level.len() as i64 / per_node, i64::from(n)]);
+            }
             for c in 0..self.columns {
                 let total = self.total(node, c);
                 let self_value = self.self_value(node, c);
@@ -275,6 +284,7 @@ impl FlameTree {
         Flamebearer {
             names,
             kernel,
+            folded,
             levels,
             num_ticks: self.total(0, 0),
             max_self,
@@ -298,6 +308,11 @@ pub struct Flamebearer {
     /// Indexes into `names` of kernel functions (left out when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel: Vec<i64>,
+    /// For each "other" node, `[level, position in the level, calls]`:
+    /// how many calls (children of its parent) it stands for (left out
+    /// when the tree was not truncated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<[i64; 3]>,
     /// One flat array per depth (level 0 is the root, "total").
     pub levels: Vec<Vec<i64>>,
     /// The root's total (left total for a diff).
@@ -377,6 +392,7 @@ impl Builder {
         self.nodes.push(Node {
             name,
             children: Vec::new(),
+            folded: 0,
         });
         self.totals.extend(std::iter::repeat_n(0, self.columns));
         self.selfs.extend(std::iter::repeat_n(0, self.columns));

@@ -143,7 +143,7 @@ export class FlameGraph {
           ctx.fillRect(px, y, Math.max(0.5, w - 0.5), ROW - 1);
           drawn += 1;
           if (w > 3 * charWidth) {
-            const label = fit(this.display(t.names[t.name[i]]), Math.floor((w - 6) / charWidth));
+            const label = fit(this.boxName(i), Math.floor((w - 6) / charWidth));
             if (label) {
               ctx.fillStyle = text;
               ctx.fillText(label, px + 3, y + ROW / 2);
@@ -162,6 +162,14 @@ export class FlameGraph {
     }
     this.stats.drawn = drawn;
     this.stats.renderMs = performance.now() - t0;
+  }
+
+  /** What box `i` is called: the shown name, or how many calls an "other" folds. */
+  boxName(i) {
+    const t = this.tree;
+    const calls = t.folded?.get(i);
+    if (calls) return `other: ${calls} smaller ${calls === 1 ? 'call' : 'calls'}`;
+    return this.display(t.names[t.name[i]]);
   }
 
   rowY(d) {
@@ -251,7 +259,7 @@ export class FlameGraph {
 
   describe(i) {
     const t = this.tree;
-    const name = t.names[t.name[i]];
+    const name = t.folded?.has(i) ? this.boxName(i) : t.names[t.name[i]];
     if (t.diff) {
       const before = t.leftTicks ? t.leftTotal[i] / t.leftTicks : 0;
       const after = t.rightTicks ? t.rightTotal[i] / t.rightTicks : 0;
@@ -269,7 +277,7 @@ export class FlameGraph {
       ['Total', `${formatValue(t.total[i], this.meta)} (${formatPercent(t.total[i] / t.numTicks)})`],
     ];
     if (this.zoom > 0) rows.push(['Of zoomed', formatPercent(t.total[i] / t.total[this.zoom])]);
-    const note = NOTES[name];
+    const note = NOTES[t.names[t.name[i]]];
     if (note) rows.push(['What', note]);
     if (t.kernel?.has(t.name[i])) rows.push(['Where', 'in the kernel']);
     return { name, rows };

@@ -6,7 +6,8 @@
 // A tree: { names, numTicks, n, depth, levelStart (Int32Array, depth + 1
 // entries), start, total, self (Float64Array: ticks can exceed 2^31),
 // name, parent (Int32Array, -1 for the root), kernel (the Set of name
-// indexes that are kernel functions) } and, for a diff,
+// indexes that are kernel functions), folded (a Map of "other" nodes to
+// the number of calls each stands for) } and, for a diff,
 // { diff: true, leftTicks, rightTicks, leftTotal, leftSelf, rightTotal, rightSelf }.
 
 function alloc(n, depth) {
@@ -44,8 +45,20 @@ export function decodeSingle(fb) {
   linkParents(t, [[t.start, t.total]]);
   t.names = fb.names ?? [];
   t.kernel = new Set(fb.kernel ?? []);
+  t.folded = foldedCalls(t, fb);
   t.numTicks = fb.numTicks ?? (n ? t.total[0] : 0);
   return t;
+}
+
+// "other" nodes -> how many calls each stands for, from the flamebearer's
+// `[level, position, calls]` entries.
+function foldedCalls(t, fb) {
+  const out = new Map();
+  for (const [level, position, calls] of fb.folded ?? []) {
+    const i = t.levelStart[level] + position;
+    if (level < t.depth && i < t.levelStart[level + 1]) out.set(i, calls);
+  }
+  return out;
 }
 
 /**
@@ -55,8 +68,11 @@ export function decodeSingle(fb) {
  */
 export function splitDouble(fb) {
   const side = (k) => {
+    // Per level, each kept node's new position, for the folded counts.
+    const moved = [];
     const levels = (fb.levels ?? []).map((lv) => {
       const out = [];
+      const position = new Map();
       let end = 0; // where the previous node of the side ended
       let kept = 0; // where the previous kept node ended
       for (let j = 0; j + 6 < lv.length; j += 7) {
@@ -64,14 +80,19 @@ export function splitDouble(fb) {
         const total = lv[j + 3 * k + 1];
         end = start + total;
         if (total <= 0) continue;
+        position.set(j / 7, out.length / 4);
         out.push(start - kept, total, lv[j + 3 * k + 2], lv[j + 6]);
         kept = end;
       }
+      moved.push(position);
       return out;
     });
+    const folded = (fb.folded ?? [])
+      .filter(([level, at]) => moved[level]?.has(at))
+      .map(([level, at, calls]) => [level, moved[level].get(at), calls]);
     while (levels.length && levels[levels.length - 1].length === 0) levels.pop();
     const ticks = k === 0 ? fb.leftTicks : fb.rightTicks;
-    return { names: fb.names, kernel: fb.kernel, levels, numTicks: ticks ?? 0, format: 'single' };
+    return { names: fb.names, kernel: fb.kernel, folded, levels, numTicks: ticks ?? 0, format: 'single' };
   };
   return [side(0), side(1)];
 }
@@ -120,6 +141,7 @@ export function decodeDouble(fb, leftTicks, rightTicks) {
   // Parents from integer positions of a side where the node exists: exact,
   // where the mixed positions could be off by a rounding.
   linkParents(t, [[R.start, R.total], [L.start, L.total]]);
+  t.folded = foldedCalls(t, fb);
   Object.assign(t, {
     names: fb.names ?? [],
     kernel: new Set(fb.kernel ?? []),

@@ -100,6 +100,17 @@ fn truncation_keeps_totals_exact_with_other_nodes() {
     assert_eq!(names, ["a", "b", OTHER]);
     let other = child(&t6, main, OTHER).unwrap();
     assert_eq!(t6.total(other, 0), 3);
+    // The flamebearer says how many calls each "other" stands for, by level
+    // and position: main's children are a, b, other (c and d folded).
+    let fb = t6.to_flamebearer();
+    let folded: Vec<(i64, i64, i64)> = fb.folded.iter().map(|f| (f[0], f[1], f[2])).collect();
+    assert!(folded.contains(&(2, 2, 2)), "{folded:?}");
+    let level = &fb.levels[2];
+    assert_eq!(fb.names[level[2 * 4 + 3] as usize], OTHER);
+    assert!(
+        t.to_flamebearer().folded.is_empty(),
+        "nothing folded without truncation"
+    );
 }
 
 #[test]

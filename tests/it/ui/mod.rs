@@ -468,6 +468,9 @@ fn ui_sharing_empty_ranges_budgets_and_deploys() {
         let (x, y) = b.node("flame", "other").await.expect("an other box");
         b.hover(x, y).await;
         b.wait("document.getElementById('tooltip').textContent.includes('too small to draw')", "what other is").await;
+        // It says how many calls it folds (main calls only serve).
+        let tip = b.text("#tooltip").await;
+        assert!(tip.contains("other: 1 smaller call"), "{tip}");
         b.shot("02-other-explained").await;
         b.click("#more-nodes").await;
         b.wait("Number(window.firewatch.state.maxNodes) > 3 && document.body.dataset.status === 'ready'", "more nodes").await;
