@@ -429,38 +429,11 @@ pub fn check_label(name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// True for names matching `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+pub use firewatch_syntax::is_label_name;
 
-/// Parses `250ms`, `10s`, `5m`, `1h`, or a bare number of seconds (`2.5`).
+/// Parses a duration (`250ms`, `2.5s`, `1h30m`: see `firewatch-syntax`).
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| Error::Config(format!("invalid duration {text:?}")))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(Error::Config(format!(
-                "invalid duration unit {other:?} in {text:?} (use ms, s, m or h)"
-            )));
-        }
-    };
-    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
-        return Err(Error::Config(format!("duration {text:?} out of range")));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    firewatch_syntax::parse_duration(text).map_err(|e| Error::Config(e.to_string()))
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
@@ -470,9 +443,10 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration,
         Text(String),
         Seconds(f64),
     }
+    // A number in the file is seconds, as the unit-less TOML value reads.
     let text = match Raw::deserialize(d)? {
         Raw::Text(t) => t,
-        Raw::Seconds(s) => s.to_string(),
+        Raw::Seconds(s) => format!("{s}s"),
     };
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
@@ -510,8 +484,12 @@ mod tests {
         );
         assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
         assert_eq!(
-            parse_duration("1.5").ok(),
+            parse_duration("1.5s").ok(),
             Some(Duration::from_millis(1500))
+        );
+        assert!(
+            parse_duration("1.5").is_err(),
+            "a unit is needed, as in every binary"
         );
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());

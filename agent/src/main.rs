@@ -110,19 +110,7 @@ fn label(s: &str) -> Result<(String, String), String> {
 }
 
 fn size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: usize = n.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mul: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("invalid size unit in {s:?} (use K, M or G)")),
-    };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("size {s:?} too large"))
+    firewatch_syntax::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// SIGINT and SIGTERM, blocked in every thread so that they stay pending

@@ -85,6 +85,7 @@ pub(crate) struct Timeline {
 }
 
 /// A service and its profile types, from `/api/v1/services`.
+#[cfg(feature = "up")]
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub(crate) struct Service {
     /// `service_name`.
@@ -280,6 +281,7 @@ impl Client {
     }
 
     /// The tenant's services (`/api/v1/services`).
+    #[cfg(feature = "up")]
     pub(crate) fn services(&self) -> Result<Vec<Service>> {
         #[derive(Deserialize)]
         struct Services {

@@ -108,7 +108,7 @@ impl Comparison {
             None
         };
         // One "now" for both windows, so `now-1h` means the same on both sides.
-        let now = firewatch_server::time::now_ms();
+        let now = firewatch_syntax::now_ms();
         let window = |from: &Option<String>, until: &Option<String>, flags| {
             Window::resolve(
                 from.as_deref().unwrap_or(&args.time.from),

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use firewatch_server::symbols::debug_file_build_id;
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -25,9 +24,9 @@ struct Held {
 pub(crate) fn upload(client: &Client, files: &[PathBuf]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for file in files {
-        let (build_id, size) = debug_file_build_id(file).map_err(|e| Error::Invalid {
+        let (build_id, size) = debug_file_build_id(file).map_err(|message| Error::Invalid {
             what: file.display().to_string(),
-            message: format!("{e} (upload a debug file or an unstripped binary)"),
+            message: format!("{message} (upload a debug file or an unstripped binary)"),
         })?;
         let path = format!("/api/debuginfo/{build_id}");
         let held = match client.get(&path, &[], MAX_ANSWER_BYTES) {
@@ -63,4 +62,15 @@ pub(crate) fn upload(client: &Client, files: &[PathBuf]) -> Result<()> {
         .map_err(Error::Output)?;
     }
     Ok(())
+}
+
+/// The build id and size of a debug file, or why it is none.
+fn debug_file_build_id(path: &std::path::Path) -> std::result::Result<(String, u64), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    let id = firewatch_profile::debug_file::build_id(file).map_err(|e| e.to_string())?;
+    Ok((id, size))
 }

@@ -51,6 +51,7 @@ pub(crate) enum Error {
     #[error("cannot write output: {0}")]
     Output(io::Error),
     /// `firewatch up` could not start or run its server.
+    #[cfg(feature = "up")]
     #[error("{0}")]
     Up(String),
 }

@@ -16,6 +16,7 @@ mod render;
 mod report;
 mod table;
 mod top;
+#[cfg(feature = "up")]
 mod up;
 mod window;
 
@@ -45,6 +46,7 @@ struct Cli {
 enum Command {
     /// Start the server and profile this host, in one process; prints the
     /// UI's address once the first profiles are stored. Ctrl-C stops both.
+    #[cfg(feature = "up")]
     Up(up::UpArgs),
     /// Print the functions with the most self (or total) value, of a file
     /// or of a query on the server.
@@ -256,11 +258,15 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> Result<Outcome> {
-    if !matches!(command, Command::Up(_)) {
-        init_tracing("warn")?;
+    #[cfg(feature = "up")]
+    if let Command::Up(args) = &command {
+        up::run(args)?;
+        return Ok(Outcome::Done);
     }
+    init_tracing("warn")?;
     match command {
-        Command::Up(args) => up::run(&args)?,
+        #[cfg(feature = "up")]
+        Command::Up(_) => {}
         Command::Top {
             target,
             profile_type,

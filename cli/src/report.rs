@@ -173,7 +173,7 @@ fn gather(client: &Client, query: Query, limit: usize) -> Result<ReportData> {
     };
     Ok(ReportData {
         server: client.base().to_owned(),
-        generated_ms: firewatch_server::time::now_ms(),
+        generated_ms: firewatch_syntax::now_ms(),
         previous: previous.window,
         query,
         sample_type,

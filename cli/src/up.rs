@@ -44,7 +44,7 @@ pub(crate) struct UpArgs {
 }
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {
-    firewatch_server::time::parse_duration(text).map_err(|e| e.to_string())
+    firewatch_syntax::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// How long the agent may take to deliver its last window on the way out.

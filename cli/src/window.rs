@@ -2,7 +2,7 @@
 //! once on this machine so that every request of a command covers the same
 //! window.
 
-use firewatch_server::time::{now_ms, parse_time};
+use firewatch_syntax::{now_ms, parse_time};
 
 use crate::error::{Error, Result};
 

@@ -10,6 +10,7 @@
 //! - Shapes for display: [`FlameTree`] (call tree, truncation with an exact
 //!   "other" node, flamebearer JSON) and [`diff::function_changes`].
 //! - [`corpus`]: the deterministic generator every benchmark draws from.
+//! - [`debug_file`]: the build id of an ELF debug file.
 //!
 //! Decoding never trusts its input: every size, count and depth is bounded by
 //! [`Limits`] and every failure is an [`Error`] that says what was wrong.
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod corpus;
+pub mod debug_file;
 pub mod diff;
 mod error;
 pub mod folded;

@@ -24,10 +24,11 @@ use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::http::{self, Params};
-use crate::ingest::limits::{is_valid_label_name, truncated};
+use crate::ingest::limits::truncated;
 use crate::selector::{Labels, parse_query};
 use crate::store::{Annotation, NewAnnotation};
 use crate::time::{now_ms, parse_time};
+use firewatch_syntax::is_label_name;
 
 /// Longest annotation text, bytes.
 pub const MAX_TEXT_BYTES: usize = 1_024;
@@ -175,7 +176,7 @@ fn labels_field(value: Option<&Value>) -> Result<Labels, ApiError> {
                 name.len()
             )));
         }
-        if !is_valid_label_name(name) {
+        if !is_label_name(name) {
             return Err(ApiError::bad_request(format!(
                 "field `labels`: invalid label name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"
             )));

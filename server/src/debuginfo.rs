@@ -56,10 +56,8 @@ fn error(e: SymbolsError) -> ApiError {
         SymbolsError::TooLarge { .. } | SymbolsError::Quota { .. } => {
             ApiError::TooLarge(e.to_string())
         }
-        SymbolsError::NotElf(_)
+        SymbolsError::DebugFile(_)
         | SymbolsError::BuildIdMismatch { .. }
-        | SymbolsError::NoSymbols
-        | SymbolsError::NoBuildId
         | SymbolsError::BadBuildId(_) => ApiError::BadRequest(e.to_string()),
         SymbolsError::Debuginfod { .. } | SymbolsError::Io { .. } => {
             tracing::error!(error = %e, "debug file not kept");

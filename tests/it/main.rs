@@ -9,6 +9,7 @@ mod go_tool;
 mod support;
 
 mod agent_to_server;
+mod boundaries;
 mod outage;
 mod rustc;
 mod stripped;

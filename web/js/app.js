@@ -332,6 +332,7 @@ window.firewatch = {
   },
   fit,
   simplify,
+  resolveTime,
   stats: () => ({ flame: { ...flame.stats }, diff: { ...diffGraph.stats }, nodes: data.tree?.n ?? 0 }),
   box: (which, name) => graphs[which]?.boxOf(name) ?? null,
   graph: (which) => graphs[which] ?? null,

@@ -424,10 +424,7 @@ fn slot_of(addr: usize) -> usize {
 
 fn seed(s: &ThreadState) -> u64 {
     let here = s as *const ThreadState as u64;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t = firewatch_syntax::now_ns() as u64;
     (here ^ t.rotate_left(17)).wrapping_mul(0x2545_f491_4f6c_dd1d) | 1
 }
 

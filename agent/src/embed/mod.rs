@@ -35,7 +35,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use firewatch_syntax::now_ns;
 
 pub use alloc::SamplingAllocator;
 
@@ -449,11 +451,4 @@ impl Worker {
 fn exe_name() -> Option<String> {
     let exe = std::env::current_exe().ok()?;
     Some(exe.file_name()?.to_string_lossy().into_owned())
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -9,7 +9,7 @@
 //! deadlock. Profiles are cut by restarting the sampler, since pprof-rs
 //! only accumulates.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use firewatch_syntax::now_ns;
 
 use firewatch_profile::{Profile, SampleType};
 use pprof::{ProfilerGuard, ProfilerGuardBuilder};
@@ -23,13 +23,6 @@ pub(crate) struct SignalSampler {
     guard: Option<ProfilerGuard<'static>>,
     frequency: u32,
     started_ns: i64,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn start_guard(frequency: u32) -> Result<ProfilerGuard<'static>> {

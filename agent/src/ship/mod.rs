@@ -255,10 +255,7 @@ pub struct Jitter(u64);
 impl Jitter {
     /// Seeded from the clock and the process id.
     pub fn new() -> Jitter {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
+        let t = firewatch_syntax::now_ns() as u64;
         Jitter((t ^ u64::from(std::process::id()).rotate_left(32)) | 1)
     }
 

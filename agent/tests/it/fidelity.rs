@@ -150,6 +150,14 @@ fn data(name: &str) -> PathBuf {
 /// Shares (percent) of `a` and `b` among samples whose stack holds a frame
 /// whose name contains either.
 fn split_containing(all: &[Stack], a: &str, b: &str) -> (f64, f64) {
+    let (na, nb) = counts_containing(all, a, b);
+    let total = (na + nb).max(1) as f64;
+    (na as f64 * 100.0 / total, nb as f64 * 100.0 / total)
+}
+
+/// Samples whose stack holds a frame whose name contains `a`, and (of the
+/// others) `b`.
+fn counts_containing(all: &[Stack], a: &str, b: &str) -> (i64, i64) {
     let (mut na, mut nb) = (0i64, 0i64);
     for s in all {
         if s.frames.iter().any(|f| f.name.contains(a)) {
@@ -158,8 +166,17 @@ fn split_containing(all: &[Stack], a: &str, b: &str) -> (f64, f64) {
             nb += s.samples;
         }
     }
-    let total = (na + nb).max(1) as f64;
-    (na as f64 * 100.0 / total, nb as f64 * 100.0 / total)
+    (na, nb)
+}
+
+/// How far (percentage points) a sampled share of `n` samples may stray
+/// from the measured `share` (percent): four standard deviations of the
+/// binomial plus two points for what the workload's own clock misses.
+/// With 300 samples of an 80 % share that is about 11 points; a frame
+/// misattributed wholesale moves the share by far more.
+fn sampling_tolerance(share: f64, n: i64) -> f64 {
+    let p = (share / 100.0).clamp(0.0, 1.0);
+    2.0 + 400.0 * (p * (1.0 - p) / n.max(1) as f64).sqrt()
 }
 
 fn node_case(flags: &[&str]) {
@@ -192,6 +209,8 @@ fn node_case(flags: &[&str]) {
     let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
     let _ = std::fs::remove_dir_all(&cwd);
     let (hot, cold) = split_containing(&all, "hotSpin", "coldSpin");
+    let (na, nb) = counts_containing(&all, "hotSpin", "coldSpin");
+    let tolerance = sampling_tolerance(hot_measured, na + nb);
     let jit: Vec<_> = all
         .iter()
         .flat_map(|s| s.frames.iter().map(move |f| (f, s.samples)))
@@ -206,8 +225,9 @@ fn node_case(flags: &[&str]) {
     assert!(jit_total > 100, "only {jit_total} JIT frames");
     assert!(named >= 99.0, "{named:.2} % of JIT frames named");
     assert!(
-        (hot - hot_measured).abs() <= 5.0,
-        "hotSpin {hot:.1} % in the profile, {hot_measured:.1} % measured"
+        (hot - hot_measured).abs() <= tolerance,
+        "hotSpin {hot:.1} % in the profile, {hot_measured:.1} % measured (tolerance {tolerance:.1} points for {} samples)",
+        na + nb
     );
 }
 

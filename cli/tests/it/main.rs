@@ -15,4 +15,5 @@ mod render;
 mod report;
 mod support;
 mod top;
+#[cfg(feature = "up")]
 mod up;

@@ -126,26 +126,7 @@ pub(super) fn print_rates(rates: &RateLimits, limits: &mut toml::Table) {
     }
 }
 
-/// Parses `1048576`, `64KiB`, `16MiB`, `1GiB` (also `KB`, `MB`, `GB` as
-/// powers of 1000, and `K`/`M`/`G` as powers of 1024).
+/// Parses a size (`16MiB`, `16MB`, `1048576`: see `firewatch-syntax`).
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("expected a size such as 16MiB, got {text:?}"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| format!("size {text:?} is too large"))
+    firewatch_syntax::parse_size(text).map_err(|e| e.to_string())
 }

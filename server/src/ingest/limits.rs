@@ -70,12 +70,7 @@ pub fn is_reserved(name: &str) -> bool {
     name.starts_with("__") && name != PROFILE_NAME
 }
 
-/// Whether a label name is `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+use firewatch_syntax::is_label_name;
 
 /// A label name as stored: every `.` becomes `_`, as Pyroscope does, so
 /// OpenTelemetry-style names from its SDKs (`otel.scope.name`,
@@ -119,7 +114,7 @@ pub fn check_labels(mut labels: Labels, limits: &IngestLimits) -> Result<Labels,
         ));
     }
     for (name, value) in &labels {
-        if !is_valid_label_name(name) {
+        if !is_label_name(name) {
             return Err(ApiError::bad_request(format!(
                 "invalid label name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"
             )));
@@ -179,10 +174,10 @@ mod tests {
     #[test]
     fn label_names() {
         for ok in ["a", "_x", "service_name", "__name__", "A9_b"] {
-            assert!(is_valid_label_name(ok), "{ok}");
+            assert!(is_label_name(ok), "{ok}");
         }
         for bad in ["", "9a", "a-b", "a.b", "é"] {
-            assert!(!is_valid_label_name(bad), "{bad}");
+            assert!(!is_label_name(bad), "{bad}");
         }
         assert!(is_reserved("__session_id__"));
         assert!(!is_reserved("__name__"));
@@ -226,9 +221,7 @@ mod tests {
         assert_eq!(sanitize_label_name(".a.".into()), "_a_");
         assert_eq!(sanitize_label_name("a-b".into()), "a-b");
         assert_eq!(sanitize_label_name("env".into()), "env");
-        assert!(is_valid_label_name(&sanitize_label_name(
-            "k8s.pod.name".into()
-        )));
+        assert!(is_label_name(&sanitize_label_name("k8s.pod.name".into())));
     }
 
     #[test]

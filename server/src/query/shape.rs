@@ -7,9 +7,9 @@ use firewatch_profile::{Profile, TRUNCATED};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http::Params;
-use crate::ingest::limits::is_valid_label_name;
 use crate::selector::Matcher;
 use crate::store::{Merged, Selection, Timeline};
+use firewatch_syntax::is_label_name;
 
 /// Most groups a `groupBy` flamegraph draws.
 pub const MAX_GROUPS: usize = 1_000;
@@ -44,7 +44,7 @@ impl Shape {
 pub fn group_by(params: &Params) -> Result<Option<String>, ApiError> {
     match params.get("groupBy") {
         None | Some("") => Ok(None),
-        Some(name) if is_valid_label_name(name) => Ok(Some(name.to_owned())),
+        Some(name) if is_label_name(name) => Ok(Some(name.to_owned())),
         Some(name) => Err(ApiError::bad_request(format!(
             "parameter `groupBy`: expected a label name ([a-zA-Z_][a-zA-Z0-9_]*), got {name:?}"
         ))),

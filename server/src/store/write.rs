@@ -1,6 +1,7 @@
 //! Ingest: profiles in, one transaction, dictionary entries resolved to ids.
 
 use firewatch_profile::{FuncId, Function, ObjectAddress, SampleType};
+use firewatch_syntax::now_ms;
 use rustc_hash::FxHashMap;
 
 use super::backend::{BlockMeta, SERIES_EPOCH, SeriesRow, Tx, Window};
@@ -60,13 +61,6 @@ struct Overlay {
     series_counts: FxHashMap<u32, usize>,
     stacks: Vec<(Vec<u32>, u32)>,
     marked: Vec<(u32, i64, i64)>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A caller's profiles waiting for the next group commit.

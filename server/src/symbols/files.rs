@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use object::{Object, ObjectSection};
+use firewatch_profile::debug_file;
 
 use super::SymbolsError;
 
@@ -230,29 +230,7 @@ fn check_debug_file(path: &Path, build_id: &str) -> Result<u64, SymbolsError> {
 pub fn debug_file_build_id(path: &Path) -> Result<(String, u64), SymbolsError> {
     let file = File::open(path).map_err(|e| io("open", path, e))?;
     let size = file.metadata().map_err(|e| io("read", path, e))?.len();
-    // SAFETY: a private read-only mapping; the file is one this process
-    // received into its own temporary directory, or one a user named.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io("map", path, e))?;
-    let elf = object::File::parse(&*map)
-        .map_err(|e| SymbolsError::NotElf(format!("not an ELF file: {e}")))?;
-    let found = elf
-        .build_id()
-        .map_err(|e| SymbolsError::NotElf(format!("unreadable build id note: {e}")))?
-        .map(hex)
-        .ok_or(SymbolsError::NoBuildId)?;
-    let names = elf.sections().any(|s| {
-        s.name()
-            .is_ok_and(|n| matches!(n, ".symtab" | ".debug_info" | ".zdebug_info"))
-    });
-    if !names {
-        return Err(SymbolsError::NoSymbols);
-    }
-    Ok((found, size))
-}
-
-/// Bytes as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((debug_file::build_id(file)?, size))
 }
 
 /// Counts `n` more bytes of a file being received, failing past `limit`

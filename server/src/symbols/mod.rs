@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use firewatch_profile::debug_file::DebugFileError;
 use firewatch_profile::{FuncId, Function, Profile};
 use serde::Serialize;
 use thiserror::Error;
@@ -93,9 +94,9 @@ pub enum SymbolsError {
         /// The quota.
         limit: u64,
     },
-    /// Not a readable ELF file.
-    #[error("{0}")]
-    NotElf(String),
+    /// Not a debug file: not ELF, no build id, or nothing that names functions.
+    #[error(transparent)]
+    DebugFile(#[from] DebugFileError),
     /// The file's build id is not the one it was sent as.
     #[error("the file's build id is {found:?}, not {expected:?} as the path says")]
     BuildIdMismatch {
@@ -104,12 +105,6 @@ pub enum SymbolsError {
         /// From the file ("" when it has none).
         found: String,
     },
-    /// The file has no GNU build id note.
-    #[error("the file has no GNU build id (.note.gnu.build-id): debug files are filed by build id")]
-    NoBuildId,
-    /// Nothing in the file names functions.
-    #[error("the file has neither a symbol table (.symtab) nor DWARF (.debug_info)")]
-    NoSymbols,
     /// A build id that is not 2 to 128 lowercase hex digits.
     #[error("invalid build id {0:?}: expected 2 to 128 lowercase hex digits")]
     BadBuildId(String),

@@ -183,3 +183,38 @@ fn ui_sandwich_tables_and_side_by_side() {
     });
     server.stop();
 }
+
+/// The UI reads times as every binary does: each case of
+/// firewatch-syntax's table, which its own tests read too.
+#[test]
+fn ui_reads_times_as_every_binary_does() {
+    if skip() {
+        return;
+    }
+    let cases = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../syntax/tests/data/cases.json"
+    ))
+    .expect("the table of cases");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("ui.db"), 0);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = Browser::start("syntax").await;
+        b.goto(&format!("{}/", server.base)).await;
+        b.wait("window.firewatch && window.firewatch.resolveTime", "the page").await;
+        let differ = b
+            .js(&format!(
+                "const c = {cases}; const read = window.firewatch.resolveTime; const now = c.now_ms; const out = [];
+                 for (const [t, ms] of c.times_ms.accepted) if (read(t, now) !== ms) out.push([t, read(t, now), ms]);
+                 for (const t of c.times_ms.refused) if (!Number.isNaN(read(t, now))) out.push([t, read(t, now), 'refused']);
+                 for (const [d, ms] of c.durations_ms.accepted) if (read('now-' + d, now) !== now - ms) out.push(['now-' + d, read('now-' + d, now), now - ms]);
+                 for (const d of c.durations_ms.refused) if (!Number.isNaN(read('now-' + d, now))) out.push(['now-' + d, 'refused']);
+                 return out;"
+            ))
+            .await;
+        assert_eq!(differ, json!([]), "the UI reads these otherwise");
+        b.close().await;
+    });
+    server.stop();
+}

@@ -1,0 +1,106 @@
+//! The dependency invariants ARCHITECTURE.md states, checked against what
+//! cargo resolves, so that a change that breaks one fails here rather than
+//! holding by habit.
+
+use std::process::Command;
+
+/// The packages `package` links (normal dependencies, with `features`).
+fn linked(package: &str, features: &[&str]) -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
+        .args(features)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn never_links(package: &str, features: &[&str], banned: &[&str]) {
+    let linked = linked(package, features);
+    assert!(
+        linked.iter().any(|p| p == package),
+        "{package} is not in its own tree: {linked:?}"
+    );
+    let found: Vec<&&str> = banned
+        .iter()
+        .filter(|b| linked.iter().any(|p| p == *b))
+        .collect();
+    assert!(found.is_empty(), "{package} {features:?} links {found:?}");
+}
+
+#[test]
+fn the_model_links_no_runtime_database_or_renderer() {
+    never_links(
+        "firewatch-profile",
+        &[],
+        &["tokio", "sqlx", "inferno", "axum"],
+    );
+}
+
+#[test]
+fn the_syntax_crate_links_only_its_parsers() {
+    never_links(
+        "firewatch-syntax",
+        &[],
+        &[
+            "tokio",
+            "sqlx",
+            "inferno",
+            "axum",
+            "firewatch-profile",
+            "serde",
+        ],
+    );
+}
+
+#[test]
+fn the_agent_links_no_server_parts() {
+    never_links(
+        "firewatch-agent",
+        &[],
+        &["axum", "sqlx", "inferno", "tokio", "firewatch-server"],
+    );
+}
+
+#[test]
+fn the_renderer_links_no_runtime_or_database() {
+    never_links("firewatch-render", &[], &["tokio", "sqlx", "axum"]);
+}
+
+#[test]
+fn the_cli_links_server_and_agent_only_for_up() {
+    never_links(
+        "firewatch",
+        &["--no-default-features"],
+        &[
+            "firewatch-server",
+            "firewatch-agent",
+            "axum",
+            "sqlx",
+            "tokio",
+        ],
+    );
+    let with_up = linked("firewatch", &[]);
+    assert!(
+        with_up.iter().any(|p| p == "firewatch-server"),
+        "`up` is the default"
+    );
+}
