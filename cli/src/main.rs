@@ -1,6 +1,7 @@
 //! `firewatch`: run Firewatch on this machine, and inspect, convert, compare
 //! and gate profiles from files or from a server.
 
+#![forbid(unsafe_code)]
 mod chart;
 mod client;
 mod compare;

@@ -17,6 +17,7 @@
 //! This crate does no I/O of its own beyond the readers and writers it is
 //! given, and depends on neither an async runtime nor a database.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod corpus;
 pub mod debug_file;

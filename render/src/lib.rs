@@ -14,6 +14,7 @@
 //! percentage, so no information is carried by colour alone.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod stacks;
 mod units;

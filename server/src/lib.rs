@@ -8,6 +8,7 @@
 //! retention, and graceful shutdown; [`serve`] serves it over HTTP or
 //! HTTPS. Tests drive [`app`] directly.
 
+#![forbid(unsafe_code)]
 pub mod annotate;
 pub mod auth;
 pub mod config;

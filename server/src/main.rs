@@ -3,6 +3,7 @@
 //! figures for `/metrics` in the background, and shuts down gracefully on
 //! SIGINT/SIGTERM (in-flight requests finish, then the store closes).
 
+#![forbid(unsafe_code)]
 use std::io::IsTerminal;
 
 use anyhow::Context;

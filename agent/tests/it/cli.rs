@@ -80,14 +80,10 @@ fn a_short_run_writes_named_profiles_to_the_dump_directory() {
 
 #[test]
 fn without_permission_it_exits_with_one_message_naming_the_fix() {
-    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(2);
-    if paranoid <= 0 {
-        eprintln!("kernel.perf_event_paranoid is {paranoid}: any user may profile here");
-        return;
-    }
+    // Where any user may profile (paranoid <= 0) the refusal cannot happen:
+    // raise the setting for this test and put it back after (the other
+    // tests run as root, which it does not restrict).
+    let _paranoid = Paranoid::at_least(1);
     // Run as `nobody` (tests run as root): perf_event_open is refused. A
     // copy in the temporary directory, as the build tree may not be
     // reachable by other users.
@@ -119,5 +115,31 @@ fn without_permission_it_exits_with_one_message_naming_the_fix() {
         .unwrap_or_default();
     for fix in ["perf_event_paranoid", "CAP_PERFMON", "root"] {
         assert!(line.contains(fix), "the message names {fix}: {err}");
+    }
+}
+
+/// `kernel.perf_event_paranoid` raised to a level for as long as it lives.
+struct Paranoid(Option<String>);
+
+const PARANOID: &str = "/proc/sys/kernel/perf_event_paranoid";
+
+impl Paranoid {
+    fn at_least(level: i32) -> Paranoid {
+        let now = std::fs::read_to_string(PARANOID).expect("perf_event_paranoid");
+        let value: i32 = now.trim().parse().expect("a number");
+        if value >= level {
+            return Paranoid(None);
+        }
+        std::fs::write(PARANOID, level.to_string())
+            .expect("raising perf_event_paranoid needs root, as the tests run");
+        Paranoid(Some(now))
+    }
+}
+
+impl Drop for Paranoid {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(PARANOID, old.trim());
+        }
     }
 }
