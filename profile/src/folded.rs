@@ -18,6 +18,46 @@ const KERNEL_MARK: &str = "_[k]";
 /// then whitespace and a non-negative integer count; repeated stacks add up.
 /// Lines starting with `#` are comments.
 pub fn parse(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<Profile> {
+    read(
+        bytes,
+        sample_type,
+        limits,
+        "folded lines (samples)",
+        |line, bad| {
+            if line.starts_with('#') {
+                return Ok(None);
+            }
+            let (frames, count) = line
+                .trim_end()
+                .rsplit_once([' ', '\t'])
+                .ok_or_else(|| bad("expected `frame;frame;... count`".into()))?;
+            let count: i64 = count
+                .parse::<u64>()
+                .ok()
+                .and_then(|c| i64::try_from(c).ok())
+                .ok_or_else(|| bad(format!("count {count:?} is not a non-negative integer")))?;
+            Ok(Some((frames.trim_end(), count)))
+        },
+    )
+}
+
+/// Parses Pyroscope's `lines` text: one stack per line (`a;b;c`, root
+/// first), each line counting 1.
+pub fn parse_lines(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<Profile> {
+    read(bytes, sample_type, limits, "lines (samples)", |line, _| {
+        Ok(Some((line, 1)))
+    })
+}
+
+/// The reader both text formats share: `stack_of(line, bad)` gives a
+/// line's frames and count, or `None` to skip it.
+fn read(
+    bytes: &[u8],
+    sample_type: SampleType,
+    limits: &Limits,
+    samples: &'static str,
+    stack_of: impl for<'t> Fn(&'t str, &dyn Fn(String) -> Error) -> Result<Option<(&'t str, i64)>>,
+) -> Result<Profile> {
     let raw = decompress(bytes, limits.max_decompressed_bytes)?;
     let text = std::str::from_utf8(&raw).map_err(|_| Error::NotText)?;
     let mut profile = Profile::new(vec![sample_type]);
@@ -25,30 +65,23 @@ pub fn parse(bytes: &[u8], sample_type: SampleType, limits: &Limits) -> Result<P
     let mut lines = 0usize;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
+        if line.trim().is_empty() {
             continue;
-        }
-        lines += 1;
-        if lines > limits.max_samples {
-            return Err(Error::LimitExceeded {
-                what: "folded lines (samples)",
-                limit: limits.max_samples as u64,
-            });
         }
         let bad = |detail: String| Error::InvalidFolded {
             line: n + 1,
             detail,
         };
-        let (frames, count) = line
-            .trim_end()
-            .rsplit_once([' ', '\t'])
-            .ok_or_else(|| bad("expected `frame;frame;... count`".into()))?;
-        let count: i64 = count
-            .parse::<u64>()
-            .ok()
-            .and_then(|c| i64::try_from(c).ok())
-            .ok_or_else(|| bad(format!("count {count:?} is not a non-negative integer")))?;
-        let frames = frames.trim_end();
+        let Some((frames, count)) = stack_of(line, &bad)? else {
+            continue;
+        };
+        lines += 1;
+        if lines > limits.max_samples {
+            return Err(Error::LimitExceeded {
+                what: samples,
+                limit: limits.max_samples as u64,
+            });
+        }
         if frames.is_empty() {
             return Err(bad("empty stack".into()));
         }

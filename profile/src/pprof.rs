@@ -34,6 +34,8 @@ use crate::model::{FuncId, Function, KERNEL_FILE, ObjectAddress, Profile, Sample
 mod inflate;
 mod wire;
 
+pub use wire::for_each_field;
+
 /// Types generated from `proto/profile.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod proto {

@@ -48,6 +48,33 @@ pub(super) fn profile(buf: &[u8], limits: &Limits) -> Result<Profile> {
     convert(&sections, limits).map_err(|e| prost_order(buf, &sections, limits, e))
 }
 
+/// Calls `f(field number, payload of a length-delimited field)` for every
+/// field of a protobuf message, in order, without decoding it: how a
+/// message is counted before it is decoded. Stops at `f`'s first error, or
+/// at a malformed field, which `wire` turns into the caller's error from a
+/// description of what was wrong.
+pub fn for_each_field<'a, E>(
+    buf: &'a [u8],
+    wire: impl Fn(String) -> E,
+    mut f: impl FnMut(u64, Option<&'a [u8]>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut r = Reader::new(buf, "message");
+    while !r.at_end() {
+        let (key, value) = r.raw_field().map_err(|e| {
+            wire(match e {
+                Error::InvalidPprof { detail, .. } => detail,
+                other => other.to_string(),
+            })
+        })?;
+        let payload = match value {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        };
+        f(key >> 3, payload)?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Wire primitives.
 

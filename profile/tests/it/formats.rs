@@ -466,3 +466,26 @@ fn kernel_functions_are_marked_from_their_mapping_or_folded_suffix() {
         assert_eq!(marked, expected);
     }
 }
+
+/// Pyroscope's `lines` text: one stack per line, each counting 1, read by
+/// the same reader as folded text (limits, kernel marks, errors).
+#[test]
+fn lines_count_one_each() {
+    let limits = Limits::default();
+    let p = folded::parse_lines(
+        b"a;b\na;b\na;c_[k]\n\n",
+        SampleType::new("samples", "count"),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(p.total(0), 3);
+    assert_eq!(fold(&[("a;b", 2), ("a;c_[k]", 1)]).total(0), 3);
+    assert!(p.functions().any(|f| f.name == "c_[k]" && f.is_kernel()));
+    let tight = Limits {
+        max_samples: 1,
+        ..Limits::default()
+    };
+    let e =
+        folded::parse_lines(b"a\nb\n", SampleType::new("samples", "count"), &tight).unwrap_err();
+    assert!(e.to_string().contains("lines (samples)"), "{e}");
+}

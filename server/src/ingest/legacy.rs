@@ -341,40 +341,11 @@ pub fn parse_lines(
     sample_type: SampleType,
     limits: &Limits,
 ) -> Result<Profile, ApiError> {
-    use firewatch_profile::Error;
-    let raw = decompress(bytes, limits.max_decompressed_bytes)?;
-    let text = std::str::from_utf8(&raw)
-        .map_err(|_| ApiError::bad_request("format=lines body is not UTF-8 text"))?;
-    let mut profile = Profile::new(vec![sample_type]);
-    let mut stack = Vec::with_capacity(64);
-    let mut lines = 0usize;
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        lines += 1;
-        if lines > limits.max_samples {
-            return Err(Error::LimitExceeded {
-                what: "lines (samples)",
-                limit: limits.max_samples as u64,
-            }
-            .into());
-        }
-        stack.clear();
-        for frame in line.split(';') {
-            if stack.len() == limits.max_stack_depth {
-                return Err(Error::LimitExceeded {
-                    what: "stack depth (frames)",
-                    limit: limits.max_stack_depth as u64,
-                }
-                .into());
-            }
-            stack.push(profile.intern_function(frame, "", 0));
-        }
-        profile.add_sample(&stack, &[1]);
-    }
-    Ok(profile)
+    Ok(firewatch_profile::folded::parse_lines(
+        bytes,
+        sample_type,
+        limits,
+    )?)
 }
 
 #[cfg(test)]

@@ -247,13 +247,13 @@ fn series_labels(pairs: Vec<(String, String)>, limits: &IngestLimits) -> Result<
 /// a small body cannot make the decoder build millions of empty messages.
 fn precheck(buf: &[u8], limits: &IngestLimits) -> Result<(), ApiError> {
     let (mut series, mut samples) = (0usize, 0usize);
-    for_each_field(buf, &mut |field, payload| {
+    for_each_field(buf, |field, payload| {
         if field != 1 {
             return Ok(());
         }
         series += 1;
         let mut labels = 0usize;
-        for_each_field(payload.unwrap_or_default(), &mut |f, _| {
+        for_each_field(payload.unwrap_or_default(), |f, _| {
             match f {
                 1 => labels += 1,
                 2 => samples += 1,
@@ -281,35 +281,17 @@ fn precheck(buf: &[u8], limits: &IngestLimits) -> Result<(), ApiError> {
     Ok(())
 }
 
-type FieldFn<'a, 'b> = dyn FnMut(u64, Option<&'b [u8]>) -> Result<(), ApiError> + 'a;
-
-/// Calls `f(field number, payload of length-delimited fields)` for every
-/// field of a protobuf message.
-fn for_each_field<'b>(mut buf: &'b [u8], f: &mut FieldFn<'_, 'b>) -> Result<(), ApiError> {
-    let malformed = |m: &str| ApiError::bad_request(format!("malformed PushRequest: {m}"));
-    while !buf.is_empty() {
-        let key =
-            prost::encoding::decode_varint(&mut buf).map_err(|e| malformed(&e.to_string()))?;
-        let (field, wire_type) = (key >> 3, key & 7);
-        let mut payload = None;
-        match wire_type {
-            0 => {
-                prost::encoding::decode_varint(&mut buf).map_err(|e| malformed(&e.to_string()))?;
-            }
-            1 => buf = buf.get(8..).ok_or_else(|| malformed("truncated"))?,
-            2 => {
-                let len = prost::encoding::decode_varint(&mut buf)
-                    .map_err(|e| malformed(&e.to_string()))?;
-                let len = usize::try_from(len).map_err(|_| malformed("truncated"))?;
-                payload = Some(buf.get(..len).ok_or_else(|| malformed("truncated"))?);
-                buf = &buf[len..];
-            }
-            5 => buf = buf.get(4..).ok_or_else(|| malformed("truncated"))?,
-            other => return Err(malformed(&format!("invalid wire type {other}"))),
-        }
-        f(field, payload)?;
-    }
-    Ok(())
+/// Calls `f(field number, payload)` for every field of a PushRequest
+/// message (or one nested in it), without decoding it.
+fn for_each_field<'b>(
+    buf: &'b [u8],
+    f: impl FnMut(u64, Option<&'b [u8]>) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    firewatch_profile::pprof::for_each_field(
+        buf,
+        |m| ApiError::bad_request(format!("malformed PushRequest: {m}")),
+        f,
+    )
 }
 
 /// Connect JSON accepts standard and URL-safe base64, padded or not.
