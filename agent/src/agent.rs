@@ -256,7 +256,7 @@ fn process_loop(
     let mut symbolizer = Symbolizer::new(1 << 20, config.max_debug_info_bytes);
     symbolizer.drop_file_pages = !config.shares_process;
     symbolizer.debug_dirs = config.debug_dirs.clone();
-    let mut cpu = CpuCheck::new(config.cpu_budget_percent);
+    let mut cpu = CpuCheck::new(config.cpu_budget_percent, crate::metrics::START_UP);
     let protocol = if config.pyroscope {
         Protocol::Pyroscope
     } else {
@@ -290,7 +290,7 @@ fn process_loop(
         }
         let t3 = thread_cpu_time();
         let _ = recycle.try_send(window.agg);
-        let cpu_percent = cpu.check();
+        let cpu_percent = cpu.check(metrics);
         if !config.shares_process {
             // The files symbolization and unwinding read stay mapped, their
             // pages need not stay resident (see `filepages`).

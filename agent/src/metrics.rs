@@ -62,6 +62,8 @@ pub struct Metrics {
     pub send_retries: AtomicU64,
     /// Times the symbol caches were dropped to stay under the memory budget.
     pub cache_resets: AtomicU64,
+    /// Intervals after start-up in which the agent used more CPU than its budget.
+    pub cpu_over_budget: AtomicU64,
     /// Profiles waiting in the send buffer now (a gauge).
     pub buffer_profiles: AtomicU64,
     /// Bytes waiting in the send buffer now (a gauge).
@@ -121,6 +123,8 @@ pub struct Snapshot {
     pub send_retries: u64,
     /// See [`Metrics::cache_resets`].
     pub cache_resets: u64,
+    /// See [`Metrics::cpu_over_budget`].
+    pub cpu_over_budget: u64,
     /// See [`Metrics::buffer_profiles`].
     pub buffer_profiles: u64,
     /// See [`Metrics::buffer_bytes`].
@@ -162,6 +166,7 @@ impl Metrics {
             bytes_dropped: r(&self.bytes_dropped),
             send_retries: r(&self.send_retries),
             cache_resets: r(&self.cache_resets),
+            cpu_over_budget: r(&self.cpu_over_budget),
             buffer_profiles: r(&self.buffer_profiles),
             buffer_bytes: r(&self.buffer_bytes),
         }
@@ -263,27 +268,42 @@ pub fn own_threads_cpu_time() -> std::time::Duration {
     std::time::Duration::from_nanos(ns)
 }
 
-/// Compares the agent's CPU use (its own threads') over each interval with
-/// its budget.
+/// The agent's CPU against its budget, interval by interval. The start-up
+/// (the first sight of every process: reading and indexing their symbol
+/// files) is measured apart and only reported; after it, the first
+/// interval over budget is a warning that says what to do, and every one
+/// is counted in [`Metrics::cpu_over_budget`].
 pub struct CpuCheck {
     last_cpu: std::time::Duration,
     last_at: Instant,
     budget_percent: f64,
+    started: Instant,
+    start_up: std::time::Duration,
+    in_start_up: bool,
+    warned: bool,
 }
 
+/// How long the start-up is measured apart.
+pub const START_UP: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl CpuCheck {
-    /// Starts measuring now.
-    pub fn new(budget_percent: f64) -> CpuCheck {
+    /// Starts measuring now; the first `start_up` is not judged.
+    pub fn new(budget_percent: f64, start_up: std::time::Duration) -> CpuCheck {
+        let now = Instant::now();
         CpuCheck {
             last_cpu: own_threads_cpu_time(),
-            last_at: Instant::now(),
+            last_at: now,
             budget_percent,
+            started: now,
+            start_up,
+            in_start_up: true,
+            warned: false,
         }
     }
 
-    /// CPU used since the last call, in percent of one core; logs a warning
-    /// when over budget.
-    pub fn check(&mut self) -> f64 {
+    /// CPU used since the last call, in percent of one core; judged
+    /// against the budget once the start-up is over.
+    pub fn check(&mut self, metrics: &Metrics) -> f64 {
         let cpu = own_threads_cpu_time();
         let now = Instant::now();
         let wall = now.duration_since(self.last_at).as_secs_f64();
@@ -291,14 +311,36 @@ impl CpuCheck {
         self.last_cpu = cpu;
         self.last_at = now;
         let percent = if wall > 0.0 { used / wall * 100.0 } else { 0.0 };
+        if self.in_start_up {
+            if now.duration_since(self.started) >= self.start_up {
+                self.in_start_up = false;
+                tracing::info!(
+                    cpu_seconds = format_args!("{:.2}", cpu.as_secs_f64()),
+                    "start-up over (first sight of every process); the CPU budget applies from now"
+                );
+            }
+            return percent;
+        }
         // Over less than a second (the last window when the agent stops) a
-        // few milliseconds of work read as a large share: no warning.
+        // few milliseconds of work read as a large share: not judged.
         if percent > self.budget_percent && wall >= 1.0 {
-            tracing::warn!(
-                cpu_percent = format_args!("{percent:.2}"),
-                budget_percent = self.budget_percent,
-                "the agent used more CPU than its budget over the last interval"
-            );
+            Metrics::add(&metrics.cpu_over_budget, 1);
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    cpu_percent = format_args!("{percent:.2}"),
+                    budget_percent = self.budget_percent,
+                    "the agent used more CPU than its budget over the last interval: lower \
+                     --frequency, narrow the targets (--pid, --exe, --cgroup), or raise \
+                     cpu_budget_percent; further intervals over budget are counted in \
+                     firewatch_agent_cpu_over_budget_total, not logged"
+                );
+            } else {
+                tracing::debug!(
+                    cpu_percent = format_args!("{percent:.2}"),
+                    "over the CPU budget"
+                );
+            }
         }
         percent
     }
@@ -307,6 +349,31 @@ impl CpuCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Busy for `d` of this thread's CPU.
+    fn spin(d: std::time::Duration) {
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < d {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+    }
+
+    #[test]
+    fn start_up_is_apart_and_the_rest_is_counted() {
+        let _me = own_thread();
+        let m = Metrics::default();
+        let mut cpu = CpuCheck::new(1.0, std::time::Duration::from_millis(1100));
+        spin(std::time::Duration::from_millis(1100));
+        assert!(cpu.check(&m) > 50.0, "a busy start-up is measured");
+        assert_eq!(m.snapshot().cpu_over_budget, 0, "but not judged");
+        for i in 1..=2 {
+            spin(std::time::Duration::from_millis(1050));
+            cpu.check(&m);
+            assert_eq!(m.snapshot().cpu_over_budget, i);
+        }
+        assert!(cpu.warned, "warned once");
+    }
 
     #[test]
     fn self_measurements_are_readable() {

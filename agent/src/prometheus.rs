@@ -91,7 +91,7 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
 /// The text exposition of a snapshot, with the process's CPU and memory.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(2048);
-    let counters: [(&str, &str, u64); 25] = [
+    let counters: [(&str, &str, u64); 26] = [
         (
             "samples_total",
             "Samples read from the perf ring buffers.",
@@ -216,6 +216,11 @@ pub fn render(s: &Snapshot) -> String {
             "cache_resets_total",
             "Symbol caches dropped to stay under the memory budget.",
             s.cache_resets,
+        ),
+        (
+            "cpu_over_budget_total",
+            "Intervals after start-up in which the agent used more CPU than its budget.",
+            s.cpu_over_budget,
         ),
     ];
     for (name, help, v) in counters {
