@@ -17,7 +17,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 
 use super::backend::{Backend, Epochs, SeriesRow};
-use super::{Labels, Result};
+use super::{Labels, Result, StoreError};
 
 const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xd1c7);
 
@@ -78,13 +78,30 @@ fn function_key_hash(tenant: u32, f: &Function<'_>) -> u64 {
     hash_of(&(tenant, f))
 }
 
-/// Parses a series' stored sample types, `[["cpu","nanoseconds"], ...]`.
-pub(crate) fn parse_sample_types(json: &str) -> Vec<SampleType> {
-    serde_json::from_str::<Vec<(String, String)>>(json)
-        .unwrap_or_default()
+/// Parses series `series`' stored sample types, `[["cpu","nanoseconds"],
+/// ...]`: anything else is corruption, never an empty list (which would
+/// make the next write renumber the stored columns).
+pub(crate) fn parse_sample_types(json: &str, series: i64) -> Result<Vec<SampleType>> {
+    let pairs: Vec<(String, String)> =
+        serde_json::from_str(json).map_err(|e| StoreError::CorruptRow {
+            table: "series",
+            id: series,
+            detail: format!("sample_types {json:?} is not a list of [kind, unit] pairs: {e}"),
+        })?;
+    Ok(pairs
         .into_iter()
         .map(|(k, u)| SampleType::new(k, u))
-        .collect()
+        .collect())
+}
+
+/// A database id as the dictionary addresses it (32 bits); an id outside
+/// that is corruption.
+pub(crate) fn id32(id: i64, table: &'static str) -> Result<u32> {
+    u32::try_from(id).map_err(|_| StoreError::CorruptRow {
+        table,
+        id,
+        detail: "the id is outside 0..2^32".into(),
+    })
 }
 
 /// The stored form of a series' sample types.
@@ -176,17 +193,18 @@ impl State {
     /// watermarks; readers fetch such entries by id, see [`State::load`].)
     pub async fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
         for (id, name) in backend.tenants().await? {
-            self.tenants.insert(name, id as u32);
+            self.tenants.insert(name, id32(id, "tenants")?);
         }
         for f in backend.functions(self.max_function).await? {
-            self.add_function(f.id as u32, f.tenant_id as u32, &f.function());
+            let (id, tenant) = (id32(f.id, "functions")?, id32(f.tenant_id, "tenants")?);
+            self.add_function(id, tenant, &f.function());
         }
         for (id, parent, function) in backend.nodes(self.max_node).await? {
-            self.add_node(id as u32, parent as u32, function as u32);
+            self.add_stored_node(id, parent, function)?;
         }
         for s in backend.series_since(self.series_revision).await? {
             self.series_revision = self.series_revision.max(s.revision);
-            self.add_series(&s);
+            self.add_series(&s)?;
         }
         Ok(())
     }
@@ -197,15 +215,16 @@ impl State {
         let nodes = backend.nodes_with_ancestors(leaves).await?;
         let mut functions: Vec<i64> = Vec::new();
         for &(id, parent, function) in &nodes {
-            self.add_node(id as u32, parent as u32, function as u32);
-            if self.function(function as u32).is_none() {
+            self.add_stored_node(id, parent, function)?;
+            if self.function(id32(function, "functions")?).is_none() {
                 functions.push(function);
             }
         }
         functions.sort_unstable();
         functions.dedup();
         for f in backend.functions_by_id(&functions).await? {
-            self.add_function(f.id as u32, f.tenant_id as u32, &f.function());
+            let (id, tenant) = (id32(f.id, "functions")?, id32(f.tenant_id, "tenants")?);
+            self.add_function(id, tenant, &f.function());
         }
         Ok(())
     }
@@ -356,22 +375,47 @@ impl State {
         }
     }
 
+    /// A stack node row as the dictionary keeps it.
+    fn add_stored_node(&mut self, id: i64, parent: i64, function: i64) -> Result<()> {
+        let parent = u32::try_from(parent).map_err(|_| StoreError::CorruptRow {
+            table: "stack_nodes",
+            id,
+            detail: format!("parent {parent} is outside 0..2^32"),
+        })?;
+        self.add_node(
+            id32(id, "stack_nodes")?,
+            parent,
+            id32(function, "functions")?,
+        );
+        Ok(())
+    }
+
     /// Adds a series, or replaces what was known of it.
-    pub fn add_series(&mut self, row: &SeriesRow) {
-        let labels: Labels = serde_json::from_str(&row.labels).unwrap_or_default();
-        let id = row.id as u32;
-        self.series_index
-            .insert((row.tenant_id as u32, row.labels.clone()), id);
+    pub fn add_series(&mut self, row: &SeriesRow) -> Result<()> {
+        let labels: Labels =
+            serde_json::from_str(&row.labels).map_err(|e| StoreError::CorruptRow {
+                table: "series",
+                id: row.id,
+                detail: format!(
+                    "labels {:?} are not a JSON object of strings: {e}",
+                    row.labels
+                ),
+            })?;
+        let id = id32(row.id, "series")?;
+        let tenant = id32(row.tenant_id, "tenants")?;
+        let sample_types = parse_sample_types(&row.sample_types, row.id)?;
+        self.series_index.insert((tenant, row.labels.clone()), id);
         self.series.insert(
             id,
             SeriesInfo {
-                tenant: row.tenant_id as u32,
+                tenant,
                 labels,
                 labels_json: row.labels.clone(),
-                sample_types: parse_sample_types(&row.sample_types),
+                sample_types,
                 period_type: parse_period(&row.period_type),
             },
         );
+        Ok(())
     }
 
     pub fn series_id(&self, tenant: u32, labels_json: &str) -> Option<u32> {
@@ -388,9 +432,15 @@ impl State {
 
     /// Forgets dictionary entries not kept by a retention pass.
     pub fn retain_dictionary(&mut self, nodes: &[i64], functions: &[i64]) {
-        let keep_nodes: rustc_hash::FxHashSet<u32> = nodes.iter().map(|&n| n as u32).collect();
-        let keep_functions: rustc_hash::FxHashSet<u32> =
-            functions.iter().map(|&f| f as u32).collect();
+        // Ids the dictionary cannot address were never in it.
+        let keep_nodes: rustc_hash::FxHashSet<u32> = nodes
+            .iter()
+            .filter_map(|&n| u32::try_from(n).ok())
+            .collect();
+        let keep_functions: rustc_hash::FxHashSet<u32> = functions
+            .iter()
+            .filter_map(|&f| u32::try_from(f).ok())
+            .collect();
         for (id, slot) in self.nodes.iter_mut().enumerate() {
             if slot.1 != 0 && !keep_nodes.contains(&(id as u32)) {
                 self.node_index.remove(slot);

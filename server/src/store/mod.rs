@@ -76,6 +76,17 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
+    /// A stored row does not read as what it must be: a column's JSON, or
+    /// an id outside what the store addresses.
+    #[error("corrupt {table} row {id}: {detail}")]
+    CorruptRow {
+        /// The table.
+        table: &'static str,
+        /// The row's id.
+        id: i64,
+        /// What was wrong.
+        detail: String,
+    },
     /// A stored annotation could not be read back.
     #[error("corrupt annotation {id}: {detail}")]
     CorruptAnnotation {

@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 
 use super::backend::{BlockMeta, SERIES_EPOCH, SeriesRow, Tx, Window};
 use super::blob::{Block, encode_totals};
-use super::dict::{State, parse_sample_types, sample_types_json};
+use super::dict::{State, id32, parse_sample_types, sample_types_json};
 use super::plan::{TIER_WIDTH_MS, window_start};
 use super::{Inner, NewProfile, Result, StoreError};
 
@@ -157,7 +157,12 @@ async fn commit_refs(inner: &Inner, profiles: &[&NewProfile]) -> Result<()> {
         state.add_node(id, parent, function);
     }
     for row in overlay.series_rows.values() {
-        state.add_series(row);
+        // Committed already: a row that does not read back is a bug to
+        // report, not a failed write (the next write reads it from the
+        // database and says what is wrong with it).
+        if let Err(e) = state.add_series(row) {
+            tracing::error!(error = %e, "a series just written does not read back");
+        }
     }
     for (stack, leaf) in overlay.stacks {
         state.remember_stack(&stack, leaf);
@@ -218,7 +223,7 @@ async fn write_one(
     {
         Some(&t) => t,
         None => {
-            let t = tx.tenant(&p.tenant).await? as u32;
+            let t = id32(tx.tenant(&p.tenant).await?, "tenants")?;
             overlay.tenants.insert(p.tenant.clone(), t);
             t
         }
@@ -227,18 +232,21 @@ async fn write_one(
     // The series and the column of each of the profile's sample types.
     let labels_json = serde_json::to_string(&p.labels).unwrap_or_default();
     let wanted = p.profile.sample_types();
-    let known = overlay
+    let id = overlay
         .series
         .get(&(tenant, labels_json.clone()))
         .copied()
-        .or_else(|| state.series_id(tenant, &labels_json))
-        .and_then(|id| {
-            let types = match overlay.series_rows.get(&id) {
-                Some(row) => parse_sample_types(&row.sample_types),
-                None => state.series.get(&id)?.sample_types.clone(),
-            };
-            columns_of(wanted, &types).map(|c| (id, c))
-        });
+        .or_else(|| state.series_id(tenant, &labels_json));
+    let types = match id {
+        Some(id) => match overlay.series_rows.get(&id) {
+            Some(row) => Some(parse_sample_types(&row.sample_types, row.id)?),
+            None => state.series.get(&id).map(|s| s.sample_types.clone()),
+        },
+        None => None,
+    };
+    let known = id
+        .zip(types)
+        .and_then(|(id, types)| columns_of(wanted, &types).map(|c| (id, c)));
     // Columns are only ever appended, so a known series' known columns stay
     // right whatever other servers appended since; anything else is read
     // and changed under the `series` epoch lock.
@@ -257,7 +265,7 @@ async fn write_one(
                 match overlay.functions.get(&k) {
                     Some(&id) => id,
                     None => {
-                        let id = tx.function(i64::from(tenant), &f).await? as u32;
+                        let id = id32(tx.function(i64::from(tenant), &f).await?, "functions")?;
                         overlay.functions.insert(k, id);
                         id
                     }
@@ -285,7 +293,8 @@ async fn write_one(
                     {
                         Some(n) => n,
                         None => {
-                            let n = tx.node(i64::from(node), i64::from(f)).await? as u32;
+                            let n =
+                                id32(tx.node(i64::from(node), i64::from(f)).await?, "stack_nodes")?;
                             overlay.nodes.insert((node, f), n);
                             n
                         }
@@ -384,10 +393,10 @@ async fn resolve_series(
     if let Some(row) = tx.series_row(i64::from(tenant), labels_json).await?
         && let Some(columns) = columns_of(
             p.profile.sample_types(),
-            &parse_sample_types(&row.sample_types),
+            &parse_sample_types(&row.sample_types, row.id)?,
         )
     {
-        let id = row.id as u32;
+        let id = id32(row.id, "series")?;
         overlay.series.insert((tenant, labels_json.to_owned()), id);
         overlay.series_rows.insert(id, row);
         return Ok((id, columns));
@@ -434,8 +443,8 @@ async fn resolve_series(
             }
         }
     };
-    let id = row.id as u32;
-    let mut types = parse_sample_types(&row.sample_types);
+    let id = id32(row.id, "series")?;
+    let mut types = parse_sample_types(&row.sample_types, row.id)?;
     let before = types.len();
     for t in p.profile.sample_types() {
         if !types.contains(t) {

@@ -460,7 +460,38 @@ async fn concurrent_ingests_share_commits_but_not_failures(backend: Backend) {
     assert_eq!(store.stats().await.unwrap().blocks, 3 + 24);
 }
 
+/// A series row whose stored JSON does not read is an error that names
+/// the row, never an empty column list (which would renumber the stored
+/// columns on the next write).
+async fn corrupt_rows_are_named(backend: Backend) {
+    use sqlx::Connection;
+    let t = open(backend).await;
+    let (profiles, _) = corpus(T0, 2, 1);
+    t.store.ingest(profiles.clone()).await.unwrap();
+    t.store.close().await;
+    let corrupt = "UPDATE series SET sample_types = 'not json'";
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&t.url).await.unwrap();
+            sqlx::query(corrupt).execute(&mut c).await.unwrap();
+            let _ = c.close().await;
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
+            sqlx::query(corrupt).execute(&mut c).await.unwrap();
+            let _ = c.close().await;
+        }
+    }
+    let message = match Store::open(&t.url, StoreOptions::default()).await {
+        Err(e) => e.to_string(),
+        Ok(store) => store.ingest(profiles).await.unwrap_err().to_string(),
+    };
+    assert!(message.starts_with("corrupt series row "), "{message}");
+    assert!(message.contains("not json"), "{message}");
+}
+
 both_backends! {
+    corrupt_rows_are_named => super::corrupt_rows_are_named;
     concurrent_ingests_share_commits_but_not_failures => super::concurrent_ingests_share_commits_but_not_failures;
     round_trip => super::round_trip;
     survives_reopen => super::survives_reopen;
