@@ -349,10 +349,8 @@ fn process_loop(
 fn dump(dir: &Path, p: &pprof::SeriesProfile, seq: u64) {
     let service = p
         .labels
-        .iter()
-        .find(|(k, _)| k == "service_name")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("unknown");
+        .get(firewatch_profile::SERVICE_NAME)
+        .map_or("unknown", String::as_str);
     let safe: String = service
         .chars()
         .map(|c| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::config::{Config, ServiceRule, Targets, glob_match};
 
 /// A series' labels, sorted by name; `service_name` is always present.
-pub type Labels = Vec<(String, String)>;
+pub use firewatch_profile::Labels;
 
 /// What the cgroup path of a process tells.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -183,7 +183,7 @@ impl Labeler {
             map.insert(k.clone(), v.clone());
         }
         map.retain(|_, v| !v.is_empty());
-        map.into_iter().collect()
+        map
     }
 
     fn container_meta(&mut self, id: &str) -> ContainerMeta {
@@ -472,12 +472,7 @@ mod tests {
         };
         let mut l = Labeler::new(&config);
         let d = l.describe(std::os::unix::process::parent_id(), "fallback");
-        let get = |k: &str| {
-            d.labels
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        };
+        let get = |k: &str| d.labels.get(k).cloned();
         assert_eq!(get("host").as_deref(), Some("web-1"));
         assert!(get("exe").is_some_and(|e| e != "fallback"));
         assert!(get("service_name").is_some());
@@ -500,10 +495,7 @@ mod tests {
         };
         let mut l = Labeler::new(&config);
         let d = l.describe(std::os::unix::process::parent_id(), "x");
-        assert!(
-            d.labels
-                .contains(&("service_name".into(), "checkout".into()))
-        );
+        assert!(d.labels.get("service_name").map(String::as_str) == Some("checkout"));
         assert!(!d.wanted);
         assert_eq!(l.wanted_by_pid(1), None);
     }
@@ -538,10 +530,13 @@ mod tests {
     #[test]
     fn series_are_interned() {
         let mut t = SeriesTable::default();
-        let a = t.intern(vec![("service_name".into(), "a".into())]);
-        let b = t.intern(vec![("service_name".into(), "b".into())]);
+        let a = t.intern(Labels::from([("service_name".into(), "a".into())]));
+        let b = t.intern(Labels::from([("service_name".into(), "b".into())]));
         assert_ne!(a, b);
-        assert_eq!(t.intern(vec![("service_name".into(), "a".into())]), a);
+        assert_eq!(
+            t.intern(Labels::from([("service_name".into(), "a".into())])),
+            a
+        );
         assert_eq!(t.len(), 2);
     }
 }

@@ -34,7 +34,8 @@ mod tree;
 pub use error::{Error, Result};
 pub use limits::{Compression, Limits, decompress, gzip, zstd};
 pub use model::{
-    FuncId, Function, KERNEL_FILE, ObjectAddress, Profile, SampleType, StackId, TRUNCATED,
+    FuncId, Function, KERNEL_FILE, Labels, ObjectAddress, Profile, SERVICE_NAME, SampleType,
+    StackId, TRUNCATED,
 };
 pub use ops::TopEntry;
 pub use sniff::{Format, parse_any};

@@ -68,6 +68,13 @@ impl ObjectAddress<'_> {
 /// function whose `file` is this ran in the kernel.
 pub const KERNEL_FILE: &str = "[kernel.kallsyms]";
 
+/// A series' labels, by name (`service_name`, `host`, ...), in name order:
+/// what the agent sends and the server stores for every profile.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// The label naming the service a profile belongs to.
+pub const SERVICE_NAME: &str = "service_name";
+
 /// The root frame of a stack whose unwind stopped before the thread's first
 /// function: the frames under it are the outermost ones that were read.
 pub const TRUNCATED: &str = "[truncated stack]";

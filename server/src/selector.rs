@@ -1,17 +1,12 @@
 //! Series selection: label matchers (`{env="prod",pod=~"api-.*"}`), the
 //! legacy query form `app.cpu{...}`, and profile types.
 
-use std::collections::BTreeMap;
-
 use regex::Regex;
 use thiserror::Error;
 
 /// A series' labels, sorted by name. Always holds `service_name`; `__name__`
 /// names the profile family (`process_cpu`, `memory`, ...) when known.
-pub type Labels = BTreeMap<String, String>;
-
-/// The label naming the service.
-pub const SERVICE_NAME: &str = "service_name";
+pub use firewatch_profile::{Labels, SERVICE_NAME};
 /// The label naming the profile family (Pyroscope's `__name__`).
 pub const PROFILE_NAME: &str = "__name__";
 

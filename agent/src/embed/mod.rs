@@ -47,6 +47,7 @@ use crate::error::{Error, Result};
 use crate::labels::{Labels, host_name};
 use crate::metrics::Metrics;
 use crate::ship::{Protocol, ShipConfig, Shipper, encode_payload};
+use firewatch_profile::SERVICE_NAME;
 use heap::HeapProfiles;
 use signal::SignalSampler;
 
@@ -209,12 +210,13 @@ impl Builder {
     }
 
     fn labels(&self) -> Labels {
-        let mut l: Labels = vec![
-            ("service_name".into(), self.service_name()),
-            ("host".into(), host_name()),
-        ];
-        l.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        l.sort();
+        let mut l: Labels = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        l.insert(SERVICE_NAME.into(), self.service_name());
+        l.insert("host".into(), host_name());
         l
     }
 }

@@ -142,7 +142,7 @@ mod tests {
 
     fn payload(n: usize, tag: u8) -> Payload {
         Payload {
-            labels: Arc::new(Vec::new()),
+            labels: Arc::default(),
             body: vec![tag; n],
             time_nanos: 0,
         }

@@ -1,5 +1,6 @@
 //! One delivery attempt over HTTP(S), and what the answer means.
 
+use firewatch_profile::{Labels, SERVICE_NAME};
 use std::time::Duration;
 
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
@@ -159,12 +160,12 @@ fn error_message(body: &str) -> String {
 }
 
 /// The labels as a query string, `service_name` first, values percent-encoded.
-pub fn query(labels: &[(String, String)]) -> String {
+pub fn query(labels: &Labels) -> String {
     let mut out = String::new();
     let ordered = labels
         .iter()
-        .filter(|(k, _)| k == "service_name")
-        .chain(labels.iter().filter(|(k, _)| k != "service_name"));
+        .filter(|(k, _)| *k == SERVICE_NAME)
+        .chain(labels.iter().filter(|(k, _)| *k != SERVICE_NAME));
     for (k, v) in ordered {
         if !out.is_empty() {
             out.push('&');
@@ -216,10 +217,10 @@ mod tests {
 
     #[test]
     fn query_puts_service_first_and_escapes() {
-        let labels = vec![
+        let labels = Labels::from([
             ("exe".to_owned(), "a b&c".to_owned()),
             ("service_name".to_owned(), "checkout".to_owned()),
-        ];
+        ]);
         assert_eq!(query(&labels), "service_name=checkout&exe=a%20b%26c");
     }
 }

@@ -1,5 +1,6 @@
 //! Grafana Pyroscope's push API message (`push.v1.PusherService/Push`).
 
+use firewatch_profile::Labels;
 use prost::Message;
 
 /// `PushRequest { repeated RawProfileSeries series = 1; }`
@@ -57,10 +58,10 @@ pub fn profile_name(profile: &firewatch_profile::pprof::proto::Profile) -> &'sta
 
 /// Encodes a push of one gzip-compressed pprof for a series, adding
 /// `__name__` (see [`profile_name`]).
-pub fn push_request(labels: &[(String, String)], name: &str, gzipped_pprof: Vec<u8>) -> Vec<u8> {
+pub fn push_request(labels: &Labels, name: &str, gzipped_pprof: Vec<u8>) -> Vec<u8> {
     let mut pairs: Vec<LabelPair> = labels
         .iter()
-        .filter(|(k, _)| k != "__name__")
+        .filter(|(k, _)| *k != "__name__")
         .map(|(k, v)| LabelPair {
             name: k.clone(),
             value: v.clone(),
@@ -90,7 +91,7 @@ mod tests {
     #[test]
     fn round_trips_with_the_name_label() {
         let bytes = push_request(
-            &[("service_name".into(), "web".into())],
+            &Labels::from([("service_name".into(), "web".into())]),
             "process_cpu",
             vec![1, 2, 3],
         );

@@ -8,7 +8,7 @@ use firewatch_agent::metrics::Metrics;
 use firewatch_agent::ship::pyroscope::PushRequest;
 use firewatch_agent::ship::{Payload, Protocol, ShipConfig, Shipper, encode_payload};
 use firewatch_profile::pprof::proto;
-use firewatch_profile::{Profile, SampleType};
+use firewatch_profile::{Labels, Profile, SampleType};
 use prost::Message;
 
 use crate::receiver::{Receiver, Response};
@@ -35,7 +35,7 @@ fn numbered(seq: u32) -> Payload {
     let mut body = format!("{seq:08}").into_bytes();
     body.resize(BODY, b'.');
     Payload {
-        labels: Arc::new(vec![("service_name".into(), "svc".into())]),
+        labels: Arc::new([("service_name".to_owned(), "svc".to_owned())].into()),
         body,
         time_nanos: i64::from(seq),
     }
@@ -216,11 +216,11 @@ fn native_ingest_request_carries_labels_tenant_token_and_zstd_pprof() {
     c.tenant = Some("team-a".into());
     c.token = Some("s3cret".into());
     let shipper = Shipper::start(c, metrics).expect("shipper");
-    let labels = Arc::new(vec![
+    let labels = Arc::new(Labels::from([
         ("exe".to_owned(), "my app".to_owned()),
         ("host".to_owned(), "web-1".to_owned()),
         ("service_name".to_owned(), "checkout".to_owned()),
-    ]);
+    ]));
     shipper.submit(encode_payload(labels, &small_profile(), Protocol::Native).expect("encode"));
     assert!(receiver.wait_for(1, Duration::from_secs(10)));
     let r = &receiver.requests()[0];
@@ -246,10 +246,10 @@ fn pyroscope_push_request_carries_series_labels_and_a_gzip_pprof() {
     let mut c = config(&receiver.url(), 1 << 20);
     c.protocol = Protocol::Pyroscope;
     let shipper = Shipper::start(c, Arc::new(Metrics::default())).expect("shipper");
-    let labels = Arc::new(vec![
+    let labels = Arc::new(Labels::from([
         ("host".to_owned(), "web-1".to_owned()),
         ("service_name".to_owned(), "checkout".to_owned()),
-    ]);
+    ]));
     shipper.submit(encode_payload(labels, &small_profile(), Protocol::Pyroscope).expect("encode"));
     assert!(receiver.wait_for(1, Duration::from_secs(10)));
     let r = &receiver.requests()[0];
