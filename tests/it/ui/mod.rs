@@ -9,6 +9,7 @@
 
 mod browser;
 mod reading;
+mod walkthrough;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -92,223 +93,6 @@ fn checkout_data(base: &str) -> i64 {
 
 fn first_row(table: &str) -> String {
     format!("{table} tbody tr:first-child td.name button.link")
-}
-
-#[test]
-fn ui_walkthrough() {
-    if skip() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("ui.db"), 0);
-    checkout_data(&server.base);
-    ingest(&server.base, "api.cpu", now_s() - 600, "main;poll 5\n");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let b = Browser::start("walkthrough").await;
-        b.goto(&format!("{}/", server.base)).await;
-        // The first service is picked; the user picks checkout.
-        assert_eq!(b.settled().await, "ready");
-        b.select("#service", "checkout").await;
-        b.wait("window.firewatch.state.query.includes('checkout') && document.body.dataset.status === 'ready'", "checkout's flamegraph").await;
-        assert!(b.node("flame", "parse").await.is_some(), "parse is drawn");
-        b.shot("01-flamegraph").await;
-
-        // Hover: name, self and total with shares.
-        let (x, y) = b.node("flame", "render").await.expect("render is drawn");
-        b.hover(x, y).await;
-        b.wait("!document.getElementById('tooltip').hidden", "the tooltip").await;
-        let tip = b.text("#tooltip").await;
-        assert!(tip.contains("render") && tip.contains("30.00%"), "tooltip: {tip}");
-        b.shot("02-hover").await;
-
-        // Zoom by click; the breadcrumb zooms out.
-        let (x, y) = b.node("flame", "handle").await.expect("handle is drawn");
-        b.click_at(x, y).await;
-        b.wait("window.firewatch.state.zoom === 'main;serve;handle'", "zoom into handle").await;
-        let crumbs = b.text("#breadcrumb").await;
-        assert!(crumbs.contains("serve") && crumbs.contains("handle"), "breadcrumb: {crumbs}");
-        let url = b.client.current_url().await.expect("url").to_string();
-        assert!(url.contains("zoom=main%3Bserve%3Bhandle"), "zoom is in the URL: {url}");
-        b.shot("03-zoomed").await;
-        b.click("#breadcrumb button:first-child").await;
-        b.wait("window.firewatch.state.zoom === ''", "zoom out").await;
-
-        // Keyboard: the canvas takes focus, arrows move, Enter zooms.
-        b.js("document.getElementById('flame').focus(); return true;").await;
-        b.keys(&['\u{e015}', '\u{e015}', '\u{e007}']).await;
-        b.wait("window.firewatch.state.zoom === 'main;serve'", "keyboard zoom").await;
-        b.keys(&['\u{e00c}']).await;
-        b.wait("window.firewatch.state.zoom === 'main'", "Escape zooms out one level").await;
-        b.click("#breadcrumb button:first-child").await;
-
-        // Flame orientation (root at the bottom) and back.
-        b.click("#orient").await;
-        b.wait("window.firewatch.state.orient === 'flame'", "flame orientation").await;
-        let (_, main_y) = b.node("flame", "main").await.expect("main is drawn");
-        let (_, parse_y) = b.node("flame", "parse").await.expect("parse is drawn");
-        assert!(main_y > parse_y, "flame: callers below callees");
-        b.click("#orient").await;
-        b.wait("window.firewatch.state.orient === 'icicle'", "icicle orientation").await;
-
-        // Exports answer what they say.
-        for (id, kind) in [("export-svg", "svg"), ("export-pprof", "pprof"), ("export-folded", "folded")] {
-            let ok = b
-                .js(&format!(
-                    "return fetch(document.getElementById('{id}').href).then(r => r.ok && r.status === 200)"
-                ))
-                .await;
-            assert_eq!(ok, json!(true), "{kind} export");
-        }
-
-        // The label builder completes names and values from the server.
-        b.click("#label-name").await;
-        b.wait("[...document.querySelectorAll('#label-names option')].some(o => o.value === 'version')", "label names").await;
-        b.type_into("#label-name", "version").await;
-        b.js("document.getElementById('label-name').dispatchEvent(new Event('change')); return true;").await;
-        b.wait("[...document.querySelectorAll('#label-values option')].some(o => o.value === '1.5')", "label values").await;
-        b.type_into("#label-value", "1.5").await;
-        b.click("#builder button[type=submit]").await;
-        b.wait("window.firewatch.state.query === '{service_name=\"checkout\",version=\"1.5\"}' && document.body.dataset.status === 'ready'", "the filtered query").await;
-        b.click("#chips .chip").await;
-        b.wait("window.firewatch.state.query === '{service_name=\"checkout\"}' && document.body.dataset.status === 'ready'", "the filter removed").await;
-
-        // Search highlights and states the share it covers.
-        b.type_into("#search", "pars").await;
-        b.wait("document.getElementById('search-result').textContent.includes('60.00%')", "the search share").await;
-        b.wait("document.querySelectorAll('#search-list li').length === 1", "the matches listed").await;
-        assert!(b.text("#search-list").await.contains("parse"));
-        b.shot("04-search").await;
-        b.click("#search-next").await;
-        b.wait("window.firewatch.state.zoom === 'main;serve;handle;parse'", "the next match").await;
-        b.click("#breadcrumb button:first-child").await;
-        b.wait("window.firewatch.state.zoom === ''", "zoom out").await;
-
-        // The top table has a filter of its own (the search stays the
-        // flamegraph's), then sorts.
-        b.click("[data-view=table]").await;
-        b.wait("document.querySelectorAll('#top tbody tr').length === 6", "every function").await;
-        assert_eq!(b.text(&first_row("#top")).await, "parse");
-        b.type_into("#filter", "ha").await;
-        b.wait("window.firewatch.state.filter === 'ha' && document.querySelectorAll('#top tbody tr').length === 1", "the filtered table").await;
-        assert_eq!(b.state("search").await, "pars", "the flamegraph's search is its own");
-        b.type_into("#filter", "").await;
-        b.wait("window.firewatch.state.filter === ''", "filter cleared").await;
-        b.wait("document.querySelectorAll('#top tbody tr').length === 6", "every function").await;
-        assert_eq!(b.text(&first_row("#top")).await, "parse", "sorted by self");
-        b.click("#top th button[data-sort=name]").await;
-        b.wait("document.querySelector('#top tbody td.name button.link').textContent === 'handle'", "sorted by name").await;
-        b.shot("05-table").await;
-
-        // A row's finder highlights the function in the flamegraph.
-        b.click("#top tbody tr:nth-child(1) td.name button.find").await;
-        b.wait("window.firewatch.state.view === 'flame' && window.firewatch.state.search === 'handle'", "the function highlighted").await;
-        b.wait("document.getElementById('search-result').textContent.includes('90.00%')", "handle's share").await;
-        b.client.back().await.expect("back to the table");
-        b.wait("window.firewatch.state.view === 'table' && document.querySelector('#top tbody tr')", "the table again").await;
-
-        // A row opens the function's sandwich: callers above, callees below.
-        b.click("#top tbody tr:nth-child(1) td.name button.link").await;
-        b.wait("window.firewatch.state.view === 'sandwich' && window.firewatch.state.fn === 'handle'", "the sandwich").await;
-        // The sandwich is the server's answer: drawn once it arrives.
-        b.wait("window.firewatch.box('callers', 'serve')", "the callers drawn").await;
-        assert!(b.node("callers", "serve").await.is_some(), "serve calls handle");
-        assert!(b.node("callees", "parse").await.is_some(), "handle calls parse");
-        b.shot("06-sandwich").await;
-
-        // The deploy marker on the timeline offers the before/after diff.
-        b.click("[data-view=flame]").await;
-        b.click("#presets [data-range='6h']").await;
-        b.wait("window.firewatch.state.from === 'now-6h' && document.body.dataset.status === 'ready' && window.firewatch.marker(0)", "the deploy marker").await;
-        let m = b.js("return window.firewatch.marker(0);").await;
-        let (mx, my) = (m["x"].as_f64().expect("x"), m["y"].as_f64().expect("y"));
-        b.click_at(mx, my).await;
-        b.wait("!document.getElementById('annotation-pop').hidden", "the annotation popover").await;
-        assert!(b.text("#annotation-text").await.contains("deploy checkout 1.5"));
-        b.shot("07-annotation").await;
-        b.click("#annotation-compare").await;
-        b.wait("window.firewatch.state.view === 'diff' && document.body.dataset.status === 'ready' && document.querySelector('#regressions tbody td.name')", "the diff").await;
-        assert_eq!(b.text(&first_row("#regressions")).await, "parse", "parse regressed most");
-        assert_eq!(b.text(&first_row("#improvements")).await, "render", "render improved most");
-        let (x, y) = b.node("diff", "parse").await.expect("parse in the diff flamegraph");
-        b.hover(x, y).await;
-        b.wait("document.getElementById('tooltip').textContent.includes('+30.00 pp')", "the change in the tooltip").await;
-        b.shot("08-diff").await;
-
-        // The URL is the view: a reload shows the same diff.
-        let shared = b.client.current_url().await.expect("url").to_string();
-        b.client.refresh().await.expect("reload");
-        b.settled().await;
-        b.wait("document.querySelector('#regressions tbody td.name')", "the diff after reload").await;
-        assert_eq!(b.state("view").await, "diff");
-        assert_eq!(b.text(&first_row("#regressions")).await, "parse");
-        assert_eq!(b.client.current_url().await.expect("url").to_string(), shared);
-        // And in a fresh tab of the same browser, from the link alone.
-        b.goto("about:blank").await;
-        b.goto(&shared).await;
-        b.wait("document.querySelector('#regressions tbody td.name')", "the diff from the shared link").await;
-        assert_eq!(b.text(&first_row("#regressions")).await, "parse");
-        // Back returns to the view before the diff.
-        b.goto(&format!("{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}", server.base)).await;
-        b.settled().await;
-        b.click("[data-view=table]").await;
-        b.wait("window.firewatch.state.view === 'table'", "the table").await;
-        b.client.back().await.expect("back");
-        b.wait("window.firewatch.state.view === 'flame'", "back to the flamegraph").await;
-
-        // Two label sets instead of two windows.
-        let labels = format!(
-            "{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}&from=now-3h&view=diff&compare=labels\
-             &leftQuery={}&rightQuery={}",
-            server.base,
-            urlencode("{service_name=\"checkout\",version=\"1.4\"}"),
-            urlencode("{service_name=\"checkout\",version=\"1.5\"}"),
-        );
-        b.goto(&labels).await;
-        b.wait("document.body.dataset.status === 'ready' && document.querySelector('#regressions tbody td.name')", "the label diff").await;
-        assert_eq!(b.text(&first_row("#regressions")).await, "parse");
-        b.shot("09-diff-labels").await;
-
-        // A time range picked by dragging on the timeline.
-        b.goto(&format!("{}/?query=%7Bservice_name%3D%22checkout%22%7D&type={CPU}&from=now-3h", server.base)).await;
-        assert_eq!(b.settled().await, "ready");
-        let tl = b.js("return document.getElementById('timeline').getBoundingClientRect().toJSON();").await;
-        let (left, width, top) = (
-            tl["left"].as_f64().expect("left"),
-            tl["width"].as_f64().expect("width"),
-            tl["top"].as_f64().expect("top"),
-        );
-        b.drag(left + width * 0.5, left + width * 0.9, top + 40.0).await;
-        b.wait("/^\\d+$/.test(window.firewatch.state.from) && document.body.dataset.status === 'ready'", "the dragged range").await;
-        assert_eq!(b.js("return document.getElementById('tooltip').hidden;").await, json!(true), "no tooltip left after a drag");
-        let (from, until): (i64, i64) = (
-            b.state("from").await.parse().expect("from"),
-            b.state("until").await.parse().expect("until"),
-        );
-        let span = until - from;
-        assert!((3 * 3600 * 4 / 10 - 120..=3 * 3600 * 4 / 10 + 120).contains(&span), "40% of 3 h: {span} s");
-        b.shot("10-dragged-range").await;
-
-        // Readable at 125% zoom: nothing overflows sideways.
-        b.js("document.documentElement.style.zoom = '1.25'; window.dispatchEvent(new Event('resize')); return true;").await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;").await;
-        assert!(overflow.as_f64().unwrap_or(1.0) <= 0.0, "horizontal overflow at 125%: {overflow}");
-        b.shot("10b-zoom-125").await;
-        b.js("document.documentElement.style.zoom = ''; window.dispatchEvent(new Event('resize')); return true;").await;
-
-        // Dark scheme.
-        b.click("#theme").await;
-        b.click("#theme").await;
-        b.wait("document.documentElement.dataset.theme === 'dark'", "the dark theme").await;
-        let bg = b.js("return getComputedStyle(document.body).backgroundColor;").await;
-        assert_eq!(bg, json!("rgb(20, 23, 28)"));
-        b.click("[data-view=flame]").await;
-        b.settled().await;
-        b.shot("11-dark").await;
-        b.close().await;
-    });
-    server.stop();
 }
 
 /// Every number a reader takes from the page comes from the whole profile,
@@ -477,6 +261,7 @@ fn ui_sharing_empty_ranges_budgets_and_deploys() {
         assert!(b.node("flame", "parse").await.is_some(), "parse is drawn");
 
         // The deploy marker splits the selected range at the deploy.
+        let asked = now_s();
         b.goto(&format!("{page}&from=now-3h")).await;
         assert_eq!(b.settled().await, "ready");
         b.wait("window.firewatch.marker(0)", "the deploy marker").await;
@@ -490,7 +275,13 @@ fn ui_sharing_empty_ranges_budgets_and_deploys() {
         assert_eq!(n(b.state("rightFrom").await), deploy);
         let right_until = n(b.state("rightUntil").await);
         assert!(right_until <= now_s() + 1, "the comparison ends by now: {right_until}");
-        assert!(n(b.state("leftFrom").await) <= deploy - 2 * 3600 + 60, "the range's start");
+        // The baseline starts where the range did: 3 h before the page
+        // resolved `now-3h`, between the request and now.
+        let left_from = n(b.state("leftFrom").await);
+        assert!(
+            (asked - 3 * 3600 - 1..=now_s() - 3 * 3600 + 1).contains(&left_from),
+            "the range's start: {left_from}"
+        );
         b.shot("03-deploy-split").await;
 
         // A drag that starts on a marker selects a range and leaves no
