@@ -361,86 +361,32 @@ impl Config {
     }
 
     /// Merges flags over a parsed file over defaults.
-    pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
-        let d = IngestLimits::default();
-        let l = file.limits;
+    pub fn resolve(cli: &Cli, mut file: FileConfig) -> Result<Config, ConfigError> {
+        let limits = ingest_limits(cli, &mut file.limits)?;
         let file_rate = (
-            l.ingest_rate_bytes_per_second,
-            l.ingest_burst_bytes,
-            l.tenants,
+            file.limits.ingest_rate_bytes_per_second,
+            file.limits.ingest_burst_bytes,
+            file.limits.tenants,
         );
-        let limits = IngestLimits {
-            max_body_bytes: size(
-                "max_body_bytes",
-                &cli.max_body_bytes,
-                l.max_body_bytes,
-                d.max_body_bytes,
-            )?,
-            max_decompressed_bytes: size(
-                "max_decompressed_bytes",
-                &cli.max_decompressed_bytes,
-                l.max_decompressed_bytes,
-                d.max_decompressed_bytes,
-            )?,
-            max_samples: cli.max_samples.or(l.max_samples).unwrap_or(d.max_samples),
-            max_stack_depth: cli
-                .max_stack_depth
-                .or(l.max_stack_depth)
-                .unwrap_or(d.max_stack_depth),
-            max_labels_per_series: cli
-                .max_labels_per_series
-                .or(l.max_labels_per_series)
-                .unwrap_or(d.max_labels_per_series),
-            max_label_name_length: cli
-                .max_label_name_length
-                .or(l.max_label_name_length)
-                .unwrap_or(d.max_label_name_length),
-            max_label_value_length: cli
-                .max_label_value_length
-                .or(l.max_label_value_length)
-                .unwrap_or(d.max_label_value_length),
-            max_profiles_per_request: cli
-                .max_profiles_per_request
-                .or(l.max_profiles_per_request)
-                .unwrap_or(d.max_profiles_per_request),
-        };
-        for (name, v) in [
-            ("max_body_bytes", limits.max_body_bytes),
-            ("max_decompressed_bytes", limits.max_decompressed_bytes),
-            ("max_samples", limits.max_samples),
-            ("max_stack_depth", limits.max_stack_depth),
-            ("max_labels_per_series", limits.max_labels_per_series),
-            ("max_label_name_length", limits.max_label_name_length),
-            ("max_label_value_length", limits.max_label_value_length),
-            ("max_profiles_per_request", limits.max_profiles_per_request),
-        ] {
-            if v == 0 {
-                return Err(value(name, "must be at least 1".into()));
-            }
-        }
-        let retention_text = cli
-            .retention
-            .clone()
-            .or(file.retention)
-            .unwrap_or_else(|| DEFAULT_RETENTION.to_owned());
-        let retention = match retention_text.trim() {
+        let retention = match layer(
+            cli.retention.clone(),
+            file.retention,
+            DEFAULT_RETENTION.into(),
+        )
+        .trim()
+        {
             "forever" | "off" | "none" | "0" => None,
             text => Some(parse_duration(text).map_err(|e| value("retention", e.to_string()))?),
         };
-        let compact_interval = parse_duration(
-            &cli.compact_interval
-                .clone()
-                .or(file.compact_interval)
-                .unwrap_or_else(|| "10s".to_owned()),
-        )
+        let compact_interval = parse_duration(&layer(
+            cli.compact_interval.clone(),
+            file.compact_interval,
+            "10s".into(),
+        ))
         .map_err(|e| value("compact_interval", e.to_string()))?;
         if compact_interval.is_zero() {
             return Err(value("compact_interval", "must be positive".into()));
         }
-        let max_series_per_tenant = cli
-            .max_series_per_tenant
-            .or(file.max_series_per_tenant)
-            .unwrap_or(StoreOptions::default().max_series_per_tenant);
         let log_format = match cli
             .log_format
             .clone()
@@ -466,45 +412,20 @@ impl Config {
                 "give both a certificate (--tls-cert) and its key (--tls-key)".into(),
             ));
         }
-        let origin = file
-            .path
-            .as_ref()
-            .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
-        let mut entries: Vec<(String, TokenEntry)> = file
-            .tokens
-            .into_iter()
-            .map(|t| (origin.clone(), t))
-            .collect();
-        if let Some(path) = cli.tokens_file.clone().or(file.tokens_file) {
-            let origin = path.display().to_string();
-            entries.extend(
-                read_tokens_file(&path)?
-                    .into_iter()
-                    .map(|t| (origin.clone(), t)),
-            );
-        }
-        let tokens = resolve_tokens(&entries)?;
-        let storage = cli
-            .storage
-            .clone()
-            .or(file.storage)
-            .unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+        let tokens = tokens(cli, file.path.as_deref(), file.tokens, file.tokens_file)?;
+        let storage = layer(cli.storage.clone(), file.storage, DEFAULT_STORAGE.into());
         let debuginfo = debuginfo::resolve(cli, file.debuginfo, &storage)?;
         Ok(Config {
-            listen: cli
-                .listen
-                .clone()
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            listen: layer(cli.listen.clone(), file.listen, DEFAULT_LISTEN.into()),
             storage,
             retention,
             compact_interval,
-            log: cli
-                .log
-                .clone()
-                .or(file.log)
-                .unwrap_or_else(|| "info".to_owned()),
-            max_series_per_tenant,
+            log: layer(cli.log.clone(), file.log, "info".into()),
+            max_series_per_tenant: layer(
+                cli.max_series_per_tenant,
+                file.max_series_per_tenant,
+                StoreOptions::default().max_series_per_tenant,
+            ),
             limits,
             log_format,
             ingest_rate,
@@ -563,6 +484,91 @@ impl Config {
         }
         toml::to_string(&table).unwrap_or_default()
     }
+}
+
+/// A setting's layers: the flag (or its environment variable), else the
+/// file, else the default.
+fn layer<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
+/// The ingest limits, each at least 1.
+fn ingest_limits(cli: &Cli, l: &mut FileLimits) -> Result<IngestLimits, ConfigError> {
+    let d = IngestLimits::default();
+    let limits = IngestLimits {
+        max_body_bytes: size(
+            "max_body_bytes",
+            &cli.max_body_bytes,
+            l.max_body_bytes.take(),
+            d.max_body_bytes,
+        )?,
+        max_decompressed_bytes: size(
+            "max_decompressed_bytes",
+            &cli.max_decompressed_bytes,
+            l.max_decompressed_bytes.take(),
+            d.max_decompressed_bytes,
+        )?,
+        max_samples: layer(cli.max_samples, l.max_samples, d.max_samples),
+        max_stack_depth: layer(cli.max_stack_depth, l.max_stack_depth, d.max_stack_depth),
+        max_labels_per_series: layer(
+            cli.max_labels_per_series,
+            l.max_labels_per_series,
+            d.max_labels_per_series,
+        ),
+        max_label_name_length: layer(
+            cli.max_label_name_length,
+            l.max_label_name_length,
+            d.max_label_name_length,
+        ),
+        max_label_value_length: layer(
+            cli.max_label_value_length,
+            l.max_label_value_length,
+            d.max_label_value_length,
+        ),
+        max_profiles_per_request: layer(
+            cli.max_profiles_per_request,
+            l.max_profiles_per_request,
+            d.max_profiles_per_request,
+        ),
+    };
+    for (name, v) in [
+        ("max_body_bytes", limits.max_body_bytes),
+        ("max_decompressed_bytes", limits.max_decompressed_bytes),
+        ("max_samples", limits.max_samples),
+        ("max_stack_depth", limits.max_stack_depth),
+        ("max_labels_per_series", limits.max_labels_per_series),
+        ("max_label_name_length", limits.max_label_name_length),
+        ("max_label_value_length", limits.max_label_value_length),
+        ("max_profiles_per_request", limits.max_profiles_per_request),
+    ] {
+        if v == 0 {
+            return Err(value(name, "must be at least 1".into()));
+        }
+    }
+    Ok(limits)
+}
+
+/// The tokens of the config file and of the tokens file (the flag's, else
+/// the config file's), each remembered with where it was read.
+fn tokens(
+    cli: &Cli,
+    config_path: Option<&Path>,
+    in_file: Vec<TokenEntry>,
+    tokens_file: Option<PathBuf>,
+) -> Result<Vec<TokenSpec>, ConfigError> {
+    let origin =
+        config_path.map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
+    let mut entries: Vec<(String, TokenEntry)> =
+        in_file.into_iter().map(|t| (origin.clone(), t)).collect();
+    if let Some(path) = cli.tokens_file.clone().or(tokens_file) {
+        let origin = path.display().to_string();
+        entries.extend(
+            read_tokens_file(&path)?
+                .into_iter()
+                .map(|t| (origin.clone(), t)),
+        );
+    }
+    resolve_tokens(&entries)
 }
 
 pub(crate) fn value(name: &'static str, message: String) -> ConfigError {

@@ -1,6 +1,6 @@
 //! Ingest: profiles in, one transaction, dictionary entries resolved to ids.
 
-use firewatch_profile::{FuncId, Function, ObjectAddress, SampleType};
+use firewatch_profile::{FuncId, Function, ObjectAddress, Profile, SampleType};
 use firewatch_syntax::now_ms;
 use rustc_hash::FxHashMap;
 
@@ -209,6 +209,9 @@ async fn try_commit(inner: &Inner, profiles: &[&NewProfile]) -> Result<Option<Ov
     }
 }
 
+/// Writes one profile in the transaction: its tenant, series and columns,
+/// functions and stack nodes (creating what the dictionary lacks), then
+/// the block, and marks its rollup window dirty.
 async fn write_one(
     inner: &Inner,
     state: &State,
@@ -216,20 +219,37 @@ async fn write_one(
     tx: &mut dyn Tx,
     p: &NewProfile,
 ) -> Result<()> {
-    let tenant = match state
-        .tenants
-        .get(&p.tenant)
-        .or(overlay.tenants.get(&p.tenant))
-    {
-        Some(&t) => t,
-        None => {
-            let t = id32(tx.tenant(&p.tenant).await?, "tenants")?;
-            overlay.tenants.insert(p.tenant.clone(), t);
-            t
-        }
-    };
+    let tenant = tenant_id(state, overlay, tx, &p.tenant).await?;
+    let (series, columns) = series_and_columns(inner, state, overlay, tx, tenant, p).await?;
+    let functions = function_ids(state, overlay, tx, tenant, &p.profile).await?;
+    let block = block_of(state, overlay, tx, &functions, &p.profile, columns.clone()).await?;
+    let meta = block_meta(series, &columns, &p.profile);
+    store_block(inner, state, overlay, tx, series, meta, &block).await
+}
 
-    // The series and the column of each of the profile's sample types.
+async fn tenant_id(
+    state: &State,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    name: &str,
+) -> Result<u32> {
+    if let Some(&t) = state.tenants.get(name).or(overlay.tenants.get(name)) {
+        return Ok(t);
+    }
+    let t = id32(tx.tenant(name).await?, "tenants")?;
+    overlay.tenants.insert(name.to_owned(), t);
+    Ok(t)
+}
+
+/// The series of a profile and the column of each of its sample types.
+async fn series_and_columns(
+    inner: &Inner,
+    state: &State,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    tenant: u32,
+    p: &NewProfile,
+) -> Result<(u32, Vec<u32>)> {
     let labels_json = serde_json::to_string(&p.labels).unwrap_or_default();
     let wanted = p.profile.sample_types();
     let id = overlay
@@ -250,14 +270,22 @@ async fn write_one(
     // Columns are only ever appended, so a known series' known columns stay
     // right whatever other servers appended since; anything else is read
     // and changed under the `series` epoch lock.
-    let (series, columns) = match known {
-        Some(found) => found,
-        None => resolve_series(inner, overlay, tx, tenant, &labels_json, p).await?,
-    };
+    match known {
+        Some(found) => Ok(found),
+        None => resolve_series(inner, overlay, tx, tenant, &labels_json, p).await,
+    }
+}
 
-    // Functions of this profile -> dictionary ids.
-    let mut remap: Vec<u32> = Vec::with_capacity(p.profile.function_count());
-    for f in p.profile.functions() {
+/// The dictionary id of each of the profile's functions, by `FuncId`.
+async fn function_ids(
+    state: &State,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    tenant: u32,
+    profile: &Profile,
+) -> Result<Vec<u32>> {
+    let mut ids: Vec<u32> = Vec::with_capacity(profile.function_count());
+    for f in profile.functions() {
         let id = match state.function_id(tenant, &f) {
             Some(id) => id,
             None => {
@@ -272,43 +300,36 @@ async fn write_one(
                 }
             }
         };
-        remap.push(id);
+        ids.push(id);
     }
+    Ok(ids)
+}
 
-    // Stacks -> leaf nodes.
-    let width = wanted.len();
-    let mut rows: Vec<(u32, &[i64])> = Vec::with_capacity(p.profile.stack_count());
+/// The profile as a block: each stack's leaf node (creating the nodes the
+/// dictionary lacks), sorted, values summed per leaf.
+async fn block_of(
+    state: &State,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    functions: &[u32],
+    profile: &Profile,
+    columns: Vec<u32>,
+) -> Result<Block> {
+    let width = profile.sample_types().len();
+    let mut rows: Vec<(u32, &[i64])> = Vec::with_capacity(profile.stack_count());
     let mut global: Vec<u32> = Vec::with_capacity(64);
-    for (stack, values) in p.profile.samples() {
+    for (stack, values) in profile.samples() {
         global.clear();
-        global.extend(stack.iter().map(|&f: &FuncId| remap[f as usize]));
+        global.extend(stack.iter().map(|&f: &FuncId| functions[f as usize]));
         let leaf = match state.stack(&global) {
             Some(leaf) => leaf,
-            None => {
-                let mut node = 0u32;
-                for &f in &global {
-                    node = match state
-                        .node(node, f)
-                        .or(overlay.nodes.get(&(node, f)).copied())
-                    {
-                        Some(n) => n,
-                        None => {
-                            let n =
-                                id32(tx.node(i64::from(node), i64::from(f)).await?, "stack_nodes")?;
-                            overlay.nodes.insert((node, f), n);
-                            n
-                        }
-                    };
-                }
-                overlay.stacks.push((global.clone(), node));
-                node
-            }
+            None => leaf_node(state, overlay, tx, &global).await?,
         };
         rows.push((leaf, values));
     }
     rows.sort_unstable_by_key(|r| r.0);
     let mut block = Block {
-        columns: columns.clone(),
+        columns,
         stacks: Vec::with_capacity(rows.len()),
         values: vec![Vec::with_capacity(rows.len()); width],
     };
@@ -326,27 +347,69 @@ async fn write_one(
             block.values[c].push(*v);
         }
     }
+    Ok(block)
+}
+
+/// The leaf node of a stack the in-memory cache does not know, walking
+/// (and creating) its nodes from the root.
+async fn leaf_node(
+    state: &State,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    stack: &[u32],
+) -> Result<u32> {
+    let mut node = 0u32;
+    for &f in stack {
+        node = match state
+            .node(node, f)
+            .or(overlay.nodes.get(&(node, f)).copied())
+        {
+            Some(n) => n,
+            None => {
+                let n = id32(tx.node(i64::from(node), i64::from(f)).await?, "stack_nodes")?;
+                overlay.nodes.insert((node, f), n);
+                n
+            }
+        };
+    }
+    overlay.stacks.push((stack.to_vec(), node));
+    Ok(node)
+}
+
+/// How a profile's block is filed: its series, window and column totals.
+fn block_meta(series: u32, columns: &[u32], profile: &Profile) -> BlockMeta {
     let totals: Vec<(u32, i64)> = columns
         .iter()
         .enumerate()
-        .map(|(i, &c)| (c, p.profile.total(i)))
+        .map(|(i, &c)| (c, profile.total(i)))
         .collect();
-
-    let start_ms = if p.profile.time_nanos > 0 {
-        p.profile.time_nanos / 1_000_000
+    let start_ms = if profile.time_nanos > 0 {
+        profile.time_nanos / 1_000_000
     } else {
         now_ms()
     };
-    let end_ms = start_ms + (p.profile.duration_nanos / 1_000_000).max(1);
-    let meta = BlockMeta {
+    BlockMeta {
         series_id: i64::from(series),
         tier: 0,
         start_ms,
-        end_ms,
+        end_ms: start_ms + (profile.duration_nanos / 1_000_000).max(1),
         id: 0,
         profiles: 1,
         totals: encode_totals(&totals),
-    };
+    }
+}
+
+/// Inserts the block and marks its rollup window dirty.
+async fn store_block(
+    inner: &Inner,
+    state: &State,
+    overlay: &mut Overlay,
+    tx: &mut dyn Tx,
+    series: u32,
+    meta: BlockMeta,
+    block: &Block,
+) -> Result<()> {
+    let start_ms = meta.start_ms;
     tx.insert_block(&meta, &block.encode()).await?;
     // A window marked dirty stays marked until it is ready to build (no
     // compactor, here or on another server, touches it before), so while it
