@@ -9,6 +9,13 @@
 //! profiles alone in this process.
 //!
 //! `cargo bench -p firewatch-server --bench ingest_http`
+//!
+//! With `-- --check` (what CI runs): 2,000 profiles, and the ratio of
+//! server CPU to decode is compared with the one recorded in
+//! `benches/ingest_http.baseline`; more than 1.5 times it exits 1. A
+//! regression alarm with room for noise, not a timed test: the ratio is
+//! measured against decoding in the same process, so a slower machine
+//! moves both.
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +26,9 @@ use firewatch_profile::corpus::Generator;
 use firewatch_profile::{Limits, Profile, zstd};
 
 const PROFILES: usize = 6_000;
+const CHECK_PROFILES: usize = 2_000;
+/// How far above the recorded ratio `--check` lets it rise.
+const ALARM: f64 = 1.5;
 const CLIENTS: usize = 4;
 
 struct Server(Child);
@@ -51,7 +61,20 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// The ratio recorded in `benches/ingest_http.baseline` (`ratio = 2.5`).
+fn baseline_ratio() -> f64 {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/ingest_http.baseline");
+    let text = std::fs::read_to_string(path).expect("benches/ingest_http.baseline");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("ratio"))
+        .filter_map(|r| r.trim().strip_prefix('=')?.trim().parse::<f64>().ok())
+        .next()
+        .expect("a `ratio = N` line in benches/ingest_http.baseline")
+}
+
 fn main() {
+    let check = std::env::args().any(|a| a == "--check");
+    let profiles = if check { CHECK_PROFILES } else { PROFILES };
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = Server(
@@ -102,7 +125,7 @@ fn main() {
                 let agent = agent.clone();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= PROFILES {
+                    if i >= profiles {
                         break;
                     }
                     post(&agent, &base, i % 10, &bodies[i % bodies.len()]);
@@ -115,15 +138,15 @@ fn main() {
 
     let limits = Limits::default();
     let t = Instant::now();
-    for i in 0..PROFILES {
+    for i in 0..profiles {
         std::hint::black_box(
             Profile::from_pprof_bytes(&bodies[i % bodies.len()], &limits).expect("decode"),
         );
     }
     let decode = t.elapsed();
 
-    let rate = PROFILES as f64 / wall.as_secs_f64();
-    println!("{PROFILES} profiles over HTTP, server pinned to one CPU, SQLite:");
+    let rate = profiles as f64 / wall.as_secs_f64();
+    println!("{profiles} profiles over HTTP, server pinned to one CPU, SQLite:");
     println!(
         "  throughput: {rate:.0} profiles/s (target >= 1,000: {})",
         if rate >= 1000.0 { "met" } else { "NOT met" }
@@ -131,14 +154,25 @@ fn main() {
     println!(
         "  server CPU: {:.3} s, {:.0} us per profile, {:.0} profiles per CPU-second",
         cpu,
-        cpu * 1e6 / PROFILES as f64,
-        PROFILES as f64 / cpu.max(1e-9)
+        cpu * 1e6 / profiles as f64,
+        profiles as f64 / cpu.max(1e-9)
     );
+    let ratio = cpu / decode.as_secs_f64();
     println!(
-        "  decode alone (this process): {:.0} profiles/s; ratio server CPU / decode time: {:.2}",
-        PROFILES as f64 / decode.as_secs_f64(),
-        cpu / decode.as_secs_f64()
+        "  decode alone (this process): {:.0} profiles/s; ratio server CPU / decode time: {ratio:.2} (target <= 2)",
+        profiles as f64 / decode.as_secs_f64(),
     );
+    if check {
+        let recorded = baseline_ratio();
+        let limit = recorded * ALARM;
+        println!("  recorded ratio {recorded:.2}; alarm above {limit:.2}");
+        if ratio > limit {
+            eprintln!(
+                "ingest regression: server CPU is {ratio:.2} times decode time, over {ALARM} x the recorded {recorded:.2}"
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 fn post(agent: &ureq::Agent, base: &str, host: usize, body: &[u8]) {
