@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{Server, build_workload, profile_until_exit, shipping_to};
+use crate::support::{Server, build_workload, functions_json, profile_until_exit, shipping_to};
 
 /// Self value per frame name from folded text.
 fn self_values(folded: &str) -> std::collections::HashMap<String, i64> {
@@ -92,17 +92,7 @@ fn kernel_frames_arrive_marked_as_the_kernels() {
         .expect("start dd");
     let config = shipping_to(&base, child.id());
     profile_until_exit(&mut child, config);
-    let body = ureq::get(&format!("{base}/api/v1/functions"))
-        .query("query", "dd.cpu")
-        .query("from", "now-10m")
-        .query("until", "now+1m")
-        .query("limit", "100000")
-        .call()
-        .expect("functions")
-        .body_mut()
-        .read_to_string()
-        .expect("body");
-    let table: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let table = functions_json(&base, "dd.cpu");
     let rows = table["functions"].as_array().expect("rows");
     let kernel: Vec<&str> = rows
         .iter()

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::go_tool::GoPprof;
-use crate::support::{Server, profile_until_exit, shipping_to};
+use crate::go_tool::{GoPprof, differences};
+use crate::support::{Server, functions_json, profile_until_exit, shipping_to};
 
 /// A crate whose optimisation keeps rustc busy for a few seconds.
 fn generic_crate(dir: &Path) -> std::path::PathBuf {
@@ -50,17 +50,7 @@ fn real_rustc() -> std::path::PathBuf {
 /// `GET /api/v1/functions` as name -> (self, total) (names trimmed and
 /// merged, as pprof prints them), and the total.
 fn server_table(base: &str, query: &str) -> (BTreeMap<String, (i64, i64)>, i64) {
-    let body = ureq::get(&format!("{base}/api/v1/functions"))
-        .query("query", query)
-        .query("from", "now-10m")
-        .query("until", "now+1m")
-        .query("limit", "100000")
-        .call()
-        .expect("functions")
-        .body_mut()
-        .read_to_string()
-        .expect("body");
-    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let doc = functions_json(base, query);
     let mut rows: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for r in doc["functions"].as_array().expect("rows") {
         let v = |k: &str| r[k].as_i64().expect("a number");
@@ -110,18 +100,7 @@ fn live_rustc_table_is_go_pprof_top() {
         "rustc: {} functions, {total} ns, every row equal to go tool pprof -top's",
         rows.len()
     );
-    let differ: Vec<String> = rows
-        .iter()
-        .filter(|(name, v)| go_rows.get(*name) != Some(v))
-        .map(|(name, v)| format!("{name}: ours {v:?}, go {:?}", go_rows.get(name)))
-        .chain(
-            go_rows
-                .keys()
-                .filter(|name| !rows.contains_key(*name))
-                .map(|name| format!("{name}: only in go")),
-        )
-        .take(10)
-        .collect();
+    let differ = differences(&rows, &go_rows);
     assert!(
         differ.is_empty(),
         "self and total per function differ:\n{}",

@@ -126,6 +126,21 @@ pub fn shipping_to(base: &str, pid: u32) -> Config {
     }
 }
 
+/// `/api/v1/functions` of `query` over the last ten minutes, every row.
+pub fn functions_json(base: &str, query: &str) -> serde_json::Value {
+    let body = ureq::get(&format!("{base}/api/v1/functions"))
+        .query("query", query)
+        .query("from", "now-10m")
+        .query("until", "now+1m")
+        .query("limit", "100000")
+        .call()
+        .expect("functions")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    serde_json::from_str(&body).expect("JSON")
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

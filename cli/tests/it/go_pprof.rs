@@ -9,7 +9,7 @@ use std::path::Path;
 use std::io::Read;
 
 use crate::fixtures::GO_CPU;
-use crate::go_tool::{GoPprof, value};
+use crate::go_tool::{GoPprof, differences, value};
 use crate::live::Server;
 use crate::support::{data, data_arg, firewatch, folded_rows, tempdir};
 
@@ -160,18 +160,7 @@ fn server_function_table_is_go_pprof_top_on_a_real_profile() {
     assert_eq!(total, go_total);
     assert_eq!(covered, total, "without a filter everything is covered");
     assert!(rows.len() > 1000, "{} functions", rows.len());
-    let differ: Vec<String> = rows
-        .iter()
-        .filter(|(name, v)| go_rows.get(*name) != Some(v))
-        .map(|(name, v)| format!("{name}: ours {v:?}, go {:?}", go_rows.get(name)))
-        .chain(
-            go_rows
-                .keys()
-                .filter(|name| !rows.contains_key(*name))
-                .map(|name| format!("{name}: only in go")),
-        )
-        .take(10)
-        .collect();
+    let differ = differences(&rows, &go_rows);
     assert!(
         differ.is_empty(),
         "self and total per function differ:\n{}",

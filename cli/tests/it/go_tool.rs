@@ -123,3 +123,21 @@ pub fn value(text: &str, unit: &str) -> i64 {
         .parse()
         .unwrap_or_else(|_| panic!("{text:?} is not a whole number of {unit:?}"))
 }
+
+/// The first rows (at most ten) where a function table differs from
+/// `go tool pprof -top`'s, described; empty when they agree row for row.
+pub fn differences(
+    ours: &BTreeMap<String, (i64, i64)>,
+    go: &BTreeMap<String, (i64, i64)>,
+) -> Vec<String> {
+    ours.iter()
+        .filter(|(name, v)| go.get(*name) != Some(v))
+        .map(|(name, v)| format!("{name}: ours {v:?}, go {:?}", go.get(name)))
+        .chain(
+            go.keys()
+                .filter(|name| !ours.contains_key(*name))
+                .map(|name| format!("{name}: only in go")),
+        )
+        .take(10)
+        .collect()
+}
