@@ -40,39 +40,32 @@ impl Profile {
     /// hide): every sample stays, on its stack minus those frames. Stacks
     /// that become equal merge.
     pub fn without_frames(&self, name: &str) -> Profile {
-        self.restack(|_, frames, stack| {
-            stack.extend(frames.iter().filter(|&&(_, n)| n != name).map(|&(f, _)| f));
-        })
+        let hidden: Vec<bool> = self.functions().map(|f| f.name == name).collect();
+        self.restack(None, |f| !hidden[f as usize])
     }
 
     /// A copy whose every stack starts at one more frame, `root`: how
     /// profiles of several services share a flamegraph, one root each.
     pub fn under_root(&self, root: &str) -> Profile {
-        self.restack(|out, frames, stack| {
-            stack.push(out.intern_function(root, "", 0));
-            stack.extend(frames.iter().map(|&(f, _)| f));
-        })
+        self.restack(Some(root), |_| true)
     }
 
-    /// A copy whose stacks `shape` writes from each stack's frames (the
-    /// copy's function ids, with names).
-    fn restack(
-        &self,
-        mut shape: impl FnMut(&mut Profile, &[(FuncId, &str)], &mut Vec<FuncId>),
-    ) -> Profile {
+    /// A copy whose stacks start at `root` (if any) and keep the frames
+    /// `keep` accepts.
+    fn restack(&self, root: Option<&str>, keep: impl Fn(FuncId) -> bool) -> Profile {
         let mut out = self.empty_like(self.sample_types().to_vec());
         let ids: Vec<FuncId> = self.functions().map(|f| out.intern(f)).collect();
-        let mut frames = Vec::with_capacity(64);
+        let root = root.map(|r| out.intern_function(r, "", 0));
         let mut stack = Vec::with_capacity(64);
         for (source, values) in self.samples() {
-            frames.clear();
-            frames.extend(
+            stack.clear();
+            stack.extend(root);
+            stack.extend(
                 source
                     .iter()
-                    .map(|&f| (ids[f as usize], self.function_name(f))),
+                    .filter(|&&f| keep(f))
+                    .map(|&f| ids[f as usize]),
             );
-            stack.clear();
-            shape(&mut out, &frames, &mut stack);
             out.add_sample(&stack, values);
         }
         out

@@ -249,12 +249,14 @@ impl Profile {
                     file_offset: m.file_offset,
                     filename: m.filename,
                     build_id: m.build_id,
+                    kernel: is_kernel(m.filename, &strings),
                 },
             );
         }
 
         // Each location's frames, outermost first, stored flat.
         let mut loc_frames: Vec<FuncId> = Vec::new();
+        let mut kernel = KernelFunctions::default();
         let mut locations: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
         locations.reserve(p.location.len());
         let mut name = String::new();
@@ -268,12 +270,16 @@ impl Profile {
                     ..Function::named(&name, "", 0)
                 }));
             } else {
-                let kernel = in_kernel(mappings.get(&loc.mapping_id).copied(), &strings);
+                let in_kernel = mappings.get(&loc.mapping_id).is_some_and(|m| m.kernel);
                 for line in loc.line.iter().rev() {
                     let &id = functions
                         .get(&line.function_id)
                         .ok_or_else(|| no_function(line.function_id))?;
-                    loc_frames.push(if kernel { out.in_kernel(id) } else { id });
+                    loc_frames.push(if in_kernel {
+                        kernel.mark(&mut out, id)
+                    } else {
+                        id
+                    });
                 }
             }
             locations.insert(loc.id, (start, loc_frames.len() as u32));
@@ -405,15 +411,26 @@ impl Profile {
     }
 }
 
-/// Whether a location's mapping is the kernel's: perf names it
-/// `[kernel.kallsyms]` (sometimes with a section suffix), some tools
-/// `[vmlinux]` or `vmlinux`. A file name that is not in the string table
-/// is no kernel (and no error: only locations without lines need it).
-fn in_kernel<S: AsRef<str>>(mapping: Option<MappingRef>, strings: &Strings<'_, S>) -> bool {
-    let Some(path) = mapping.and_then(|m| strings.get(m.filename, "mapping.filename").ok()) else {
-        return false;
-    };
-    path.starts_with(KERNEL_FILE) || path.starts_with("[vmlinux") || path == "vmlinux"
+/// Whether a mapping whose file name is string `filename` is the kernel's:
+/// perf names it `[kernel.kallsyms]` (sometimes with a section suffix),
+/// some tools `[vmlinux]` or `vmlinux`. A file name that is not in the
+/// string table is no kernel (and no error: only locations without lines
+/// need it).
+fn is_kernel<S: AsRef<str>>(filename: i64, strings: &Strings<'_, S>) -> bool {
+    strings.get(filename, "mapping.filename").is_ok_and(|path| {
+        path.starts_with(KERNEL_FILE) || path.starts_with("[vmlinux") || path == "vmlinux"
+    })
+}
+
+/// Functions met in kernel mappings, each marked as the kernel's once
+/// however many locations name it.
+#[derive(Default)]
+struct KernelFunctions(FxHashMap<FuncId, FuncId>);
+
+impl KernelFunctions {
+    fn mark(&mut self, out: &mut Profile, id: FuncId) -> FuncId {
+        *self.0.entry(id).or_insert_with(|| out.in_kernel(id))
+    }
 }
 
 /// What naming an unsymbolized location needs of its mapping.
@@ -426,6 +443,8 @@ struct MappingRef {
     filename: i64,
     /// String index of the file's build id, likewise.
     build_id: i64,
+    /// The mapping is the kernel's.
+    kernel: bool,
 }
 
 /// Names a location without lines into `out` (cleared first):

@@ -128,11 +128,24 @@ pub fn shipping_to(base: &str, pid: u32) -> Config {
 
 /// `/api/v1/functions` of `query` over the last ten minutes, every row.
 pub fn functions_json(base: &str, query: &str) -> serde_json::Value {
-    let body = ureq::get(&format!("{base}/api/v1/functions"))
-        .query("query", query)
-        .query("from", "now-10m")
-        .query("until", "now+1m")
-        .query("limit", "100000")
+    functions_answer(
+        base,
+        &[
+            ("query", query),
+            ("from", "now-10m"),
+            ("until", "now+1m"),
+            ("limit", "100000"),
+        ],
+    )
+}
+
+/// `/api/v1/functions` with these parameters, as JSON.
+pub fn functions_answer(base: &str, params: &[(&str, &str)]) -> serde_json::Value {
+    let mut request = ureq::get(&format!("{base}/api/v1/functions"));
+    for (k, v) in params {
+        request = request.query(k, v);
+    }
+    let body = request
         .call()
         .expect("functions")
         .body_mut()

@@ -97,16 +97,20 @@ export function rowName(name, kernel, show) {
   return kernel && !shown.endsWith('[k]') ? `${shown} [k]` : shown;
 }
 
+const full = (name) => name;
+// Simplified names, kept for the page's life: every view asks for the
+// same few thousand names on every redraw.
+const simplified = new Map();
+const simple = (name) => {
+  let s = simplified.get(name);
+  if (s === undefined) {
+    s = simplify(name);
+    simplified.set(name, s);
+  }
+  return s;
+};
+
 /** What a view shows for a name under the `names` setting (`full` or `simple`). */
 export function namer(setting) {
-  if (setting !== 'simple') return (name) => name;
-  const cache = new Map();
-  return (name) => {
-    let s = cache.get(name);
-    if (s === undefined) {
-      s = simplify(name);
-      cache.set(name, s);
-    }
-    return s;
-  };
+  return setting === 'simple' ? simple : full;
 }

@@ -63,7 +63,7 @@ export function drawServices() {
  * Fills `table` from an /api/v1/activity answer; `onOpen(name)` reports a
  * click on a service. Returns the line saying how many have samples.
  */
-export function renderServices(table, activity, onOpen) {
+function renderServices(table, activity, onOpen) {
   const meta = activity.metadata ?? {};
   const head = document.createElement('thead');
   head.innerHTML = '<tr><th scope="col">Service</th><th scope="col">Total</th><th scope="col">Over time</th></tr>';

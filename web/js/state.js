@@ -80,7 +80,7 @@ const UNIT_MS = new Map([
  * numbers, fractions allowed, each followed by a unit, spaces anywhere
  * between them.
  */
-export function parseDuration(text) {
+function parseDuration(text) {
   const t = String(text).trim();
   if (t === '0') return 0;
   if (t === '') return NaN;

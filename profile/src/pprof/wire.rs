@@ -35,8 +35,8 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    MappingRef, Strings, check_counts, first_string_not_empty, in_kernel, no_function, no_location,
-    too_deep, too_many_labels, unsymbolized_name, wrong_value_count,
+    KernelFunctions, MappingRef, Strings, check_counts, first_string_not_empty, is_kernel,
+    no_function, no_location, too_deep, too_many_labels, unsymbolized_name, wrong_value_count,
 };
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -583,7 +583,8 @@ fn convert(s: &Sections<'_>, limits: &Limits) -> Result<Profile> {
 
     let mut mappings: IdMap<MappingRef> = IdMap::new(s.mappings.len());
     for bytes in &s.mappings {
-        let (id, m) = mapping(bytes)?;
+        let (id, mut m) = mapping(bytes)?;
+        m.kernel = is_kernel(m.filename, &strings);
         mappings.insert(id, m);
     }
 
@@ -591,6 +592,7 @@ fn convert(s: &Sections<'_>, limits: &Limits) -> Result<Profile> {
         frames: Vec::with_capacity(s.locations.len()),
         ranges: IdMap::new(s.locations.len()),
         name: String::new(),
+        kernel: KernelFunctions::default(),
     };
     for bytes in &s.locations {
         locations.read(bytes, &strings, &functions, &mappings, &mut out)?;
@@ -642,6 +644,7 @@ fn mapping(bytes: &[u8]) -> Result<(u64, MappingRef)> {
         file_offset: 0,
         filename: 0,
         build_id: 0,
+        kernel: false,
     };
     let mut r = Reader::new(bytes, Msg::Mapping.name());
     while let Some((field, value)) = r.field()? {
@@ -664,6 +667,7 @@ struct Locations {
     ranges: IdMap<(u32, u32)>,
     /// Reused to format unsymbolized names.
     name: String,
+    kernel: KernelFunctions,
 }
 
 impl Locations {
@@ -713,9 +717,9 @@ impl Locations {
             }));
         } else {
             self.frames[start..].reverse();
-            if in_kernel(mappings.get(mapping_id), strings) {
+            if mappings.get(mapping_id).is_some_and(|m| m.kernel) {
                 for f in &mut self.frames[start..] {
-                    *f = out.in_kernel(*f);
+                    *f = self.kernel.mark(out, *f);
                 }
             }
         }

@@ -176,11 +176,7 @@ fn table(
         by_value.then(by_name)
     });
     rows.truncate(limit);
-    let kernel: FxHashSet<&str> = profile
-        .functions()
-        .filter(|f| f.is_kernel())
-        .map(|f| f.name)
-        .collect();
+    let kernel = kernel_names(profile);
     Functions {
         total: profile.total(0),
         count,
@@ -197,6 +193,15 @@ fn table(
             .collect(),
         metadata,
     }
+}
+
+/// The names of the profile's kernel functions.
+fn kernel_names(profile: &Profile) -> FxHashSet<&str> {
+    profile
+        .functions()
+        .filter(|f| f.is_kernel())
+        .map(|f| f.name)
+        .collect()
 }
 
 /// Value of the samples whose stack holds a function `test` matches.
@@ -294,11 +299,7 @@ const NEIGHBOUR_ROWS: usize = 200;
 /// children ranked from the whole tree.
 fn drawn_and_neighbours(half: &Profile, max_nodes: usize) -> (Flamebearer, Vec<Neighbour>) {
     let full = FlameTree::from_profile(half, 0);
-    let kernel: FxHashSet<&str> = half
-        .functions()
-        .filter(|f| f.is_kernel())
-        .map(|f| f.name)
-        .collect();
+    let kernel = kernel_names(half);
     let mut rows: Vec<Neighbour> = full
         .children(0)
         .iter()

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{Server, functions_answer};
 use browser::Browser;
 
 const CPU: &str = "process_cpu:samples:count:cpu:nanoseconds";
@@ -117,17 +117,11 @@ fn ui_numbers_come_from_the_whole_profile() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&dir.path().join("ui.db"), 0);
     ingest(&server.base, "cargo.cpu", now_s() - 600, &folded);
-    let truth = |filter: &str| -> serde_json::Value {
-        let body = ureq::get(&format!("{}/api/v1/functions", server.base))
-            .query("query", "cargo.cpu")
-            .query("limit", "20")
-            .query("filter", filter)
-            .call()
-            .expect("functions")
-            .body_mut()
-            .read_to_string()
-            .expect("body");
-        serde_json::from_str(&body).expect("JSON")
+    let truth = |filter: &str| {
+        functions_answer(
+            &server.base,
+            &[("query", "cargo.cpu"), ("limit", "20"), ("filter", filter)],
+        )
     };
     let all = truth("");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
