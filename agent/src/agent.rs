@@ -189,11 +189,11 @@ fn sample_loop(
             sampler.disable();
         } else {
             let now = Instant::now();
-            // Soon after a drain that found stacks deeper than their copy:
-            // their outer frames are read from the live stacks.
-            let drain = match sampler.wants_prompt_drain() {
-                true => drain.min(crate::sample::DEEP_DRAIN),
-                false => drain,
+            // Sooner after a drain that found stacks deeper than their
+            // copy (`Sampler::prompt_drain`).
+            let drain = match sampler.prompt_drain() {
+                Some(soon) => drain.min(soon),
+                None => drain,
             };
             // Parked rather than asleep: stopping unparks the loop, which
             // may wait up to a second between drains. With the Python
@@ -231,13 +231,13 @@ fn sample_loop(
             // Blocks if the processing thread is two windows behind: the
             // ring buffers then fill and the kernel counts what is lost.
             if windows.send(sampler.cut_window()).is_err() || stopping {
-                if let Some((runs, ns)) = sampler.python_run_stats()
+                if let Some((runs, ns)) = sampler.program_run_stats()
                     && runs > 0
                 {
                     tracing::info!(
                         runs,
                         mean_ns = ns / runs,
-                        "Python reader's program (all samples, kernel statistics)"
+                        "the program on every sample (kernel statistics)"
                     );
                 }
                 return;
@@ -323,6 +323,7 @@ fn process_loop(
             beyond_copy = m.stacks_copy_ended,
             live = m.stacks_live_completed,
             chained = m.stacks_chain_completed,
+            sampled = m.stacks_sampled_completed,
             refused = m.stacks_live_refused + m.stacks_over_budget,
             confirmed = m.stacks_confirmed,
             unconfirmed = m.stacks_unconfirmed,

@@ -22,6 +22,7 @@
 
 mod agent;
 pub mod aggregate;
+mod bpf;
 pub mod config;
 pub mod embed;
 mod error;

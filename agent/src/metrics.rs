@@ -25,6 +25,8 @@ pub struct Metrics {
     /// Of those, completed from the thread's earlier unwind, checked against
     /// its live stack.
     pub stacks_chain_completed: AtomicU64,
+    /// Of those, completed from the words read with the sample alone.
+    pub stacks_sampled_completed: AtomicU64,
     /// Of those, left truncated: the live stack had changed or failed a check.
     pub stacks_live_refused: AtomicU64,
     /// Of those, left truncated: the live-read budget was spent.
@@ -87,6 +89,8 @@ pub struct Snapshot {
     pub stacks_live_completed: u64,
     /// See [`Metrics::stacks_chain_completed`].
     pub stacks_chain_completed: u64,
+    /// See [`Metrics::stacks_sampled_completed`].
+    pub stacks_sampled_completed: u64,
     /// See [`Metrics::stacks_live_refused`].
     pub stacks_live_refused: u64,
     /// See [`Metrics::stacks_over_budget`].
@@ -148,6 +152,7 @@ impl Metrics {
             stacks_copy_ended: r(&self.stacks_copy_ended),
             stacks_live_completed: r(&self.stacks_live_completed),
             stacks_chain_completed: r(&self.stacks_chain_completed),
+            stacks_sampled_completed: r(&self.stacks_sampled_completed),
             stacks_live_refused: r(&self.stacks_live_refused),
             stacks_over_budget: r(&self.stacks_over_budget),
             live_stack_bytes: r(&self.live_stack_bytes),

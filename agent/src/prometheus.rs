@@ -91,7 +91,7 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
 /// The text exposition of a snapshot, with the process's CPU and memory.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(2048);
-    let counters: [(&str, &str, u64); 26] = [
+    let counters: [(&str, &str, u64); 27] = [
         (
             "samples_total",
             "Samples read from the perf ring buffers.",
@@ -146,6 +146,11 @@ pub fn render(s: &Snapshot) -> String {
             "stacks_completed_chain_total",
             "Of those, completed from the thread's earlier unwind (before confirmation).",
             s.stacks_chain_completed,
+        ),
+        (
+            "stacks_completed_sampled_total",
+            "Of those, completed from the stack words read with the sample.",
+            s.stacks_sampled_completed,
         ),
         (
             "stacks_refused_total",

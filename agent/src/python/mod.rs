@@ -13,19 +13,19 @@
 //! chain was not copied keeps its native frames and is marked
 //! `[python stack not read]`.
 
-mod bpf;
 mod interp;
 mod layout;
 mod lines;
 mod program;
 
-use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 
 use crate::aggregate::Frame;
+use crate::bpf::join::{self, Joins, Stamped, word};
+use crate::bpf::{self, asm};
 use crate::metrics::Metrics;
 use crate::sample::modules::Modules;
 use crate::sample::procs::{self, Mapping};
@@ -48,9 +48,6 @@ const NOTICE_RING_BYTES: usize = 256 << 10;
 /// A thread of a Python process not found in its thread list for this
 /// long is taken for a native thread (until the next window).
 const NATIVE_AFTER_NS: u64 = 1_000_000_000;
-/// A copy and its sample are at most this far apart (they are taken in the
-/// same interrupt, microseconds apart).
-const JOIN_SLACK_NS: u64 = 2_000_000;
 /// Copies not joined within this are dropped (their sample was lost).
 const MAX_PENDING_NS: u64 = 2_000_000_000;
 /// A process's thread list is read again at most this often when a thread
@@ -84,6 +81,12 @@ struct Copy {
     frames: Vec<RawFrame>,
 }
 
+impl Stamped for Copy {
+    fn time(&self) -> u64 {
+        self.time
+    }
+}
+
 /// A Python process as the reader knows it.
 struct PyProcess {
     loaded: Loaded,
@@ -104,16 +107,15 @@ struct PyProcess {
 pub struct Python {
     threads: bpf::Map,
     proc_kinds: bpf::Map,
-    _scratch: bpf::Map,
+    scratch: bpf::Map,
     ring: bpf::Ring,
     notices: bpf::Ring,
     noticed: Vec<(u32, u32)>,
     waker: Waker,
-    program: bpf::Program,
     images: HashMap<u32, Option<Arc<Image>>>,
     /// `None`: checked, not a Python process we can read.
     procs: HashMap<u32, Option<Box<PyProcess>>>,
-    pending: HashMap<u32, VecDeque<Copy>>,
+    pending: Joins<Copy>,
     spare: Vec<Vec<RawFrame>>,
     names: HashMap<(Arc<str>, Arc<str>, u32), u64>,
     resolved: Vec<Arc<Resolved>>,
@@ -127,18 +129,18 @@ pub struct Python {
 }
 
 impl Python {
-    /// Loads the program and attaches it to every event in `events`; the
-    /// error says why Python frames are unavailable.
-    pub fn open(events: &[RawFd], cpus: usize) -> Result<Python, String> {
-        let threads = bpf::Map::create(bpf::MAP_HASH, 4, 16, MAX_THREADS, "fw_py_threads")
+    /// Creates the maps the program's Python part uses; the error says why
+    /// Python frames are unavailable.
+    pub fn open(cpus: usize, period_ns: u64) -> Result<Python, String> {
+        let threads = bpf::Map::create(bpf::MAP_HASH, 4, 16, MAX_THREADS, 0, "fw_py_threads")
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EPERM) => format!("{e}: reading Python frames needs CAP_BPF (or root)"),
                 _ => format!("creating the thread map: {e}"),
             })?;
-        let proc_kinds = bpf::Map::create(bpf::MAP_HASH, 4, 4, MAX_PROCESSES, "fw_py_procs")
+        let proc_kinds = bpf::Map::create(bpf::MAP_HASH, 4, 4, MAX_PROCESSES, 0, "fw_py_procs")
             .map_err(|e| format!("creating the process map: {e}"))?;
         let record = program::record_capacity() as u32;
-        let scratch = bpf::Map::create(bpf::MAP_PERCPU_ARRAY, 4, record, 1, "fw_py_scratch")
+        let scratch = bpf::Map::create(bpf::MAP_PERCPU_ARRAY, 4, record, 1, 0, "fw_pyscratch")
             .map_err(|e| format!("creating the scratch map: {e}"))?;
         let ring_bytes = (cpus.max(1) * (256 << 10))
             .next_power_of_two()
@@ -147,35 +149,19 @@ impl Python {
             .map_err(|e| format!("creating the ring buffer: {e}"))?;
         let notices = bpf::Ring::create(NOTICE_RING_BYTES, "fw_py_notices")
             .map_err(|e| format!("creating the notice ring: {e}"))?;
-        let maps = program::Maps {
-            threads: threads.raw_fd(),
-            procs: proc_kinds.raw_fd(),
-            scratch: scratch.raw_fd(),
-            copies: ring.raw_fd(),
-            notices: notices.raw_fd(),
-        };
-        let insns = program::build(LAYOUTS, &maps);
-        let program = bpf::Program::load(&insns, "fw_py_stacks")
-            .map_err(|e| format!("loading the program: {e}"))?;
-        for &fd in events {
-            program
-                .attach(fd)
-                .map_err(|e| format!("attaching the program: {e}"))?;
-        }
         Ok(Python {
             threads,
             proc_kinds,
-            _scratch: scratch,
+            scratch,
             ring,
             notices,
             noticed: Vec::with_capacity(256),
             waker: Waker::new().map_err(|e| format!("creating an eventfd: {e}"))?,
-            program,
             images: HashMap::new(),
             // Room for the processes of a busy host, so that looking at a
             // new one allocates nothing.
             procs: HashMap::with_capacity(4096),
-            pending: HashMap::with_capacity(256),
+            pending: Joins::new(256, PENDING_PER_THREAD, join::slack(period_ns)),
             // Buffers for the copies waiting for their samples, reused: in
             // steady state a copy allocates nothing.
             spare: (0..SPARE_COPIES)
@@ -192,10 +178,17 @@ impl Python {
         })
     }
 
-    /// The program's runs and total run time (ns), while the kernel's BPF
-    /// statistics are on.
-    pub fn run_stats(&self) -> (u64, u64) {
-        self.program.run_stats()
+    /// Appends the program's Python part to `a` ([`program`]); it jumps
+    /// to `done` when finished.
+    pub fn emit(&self, a: &mut asm::Asm, done: asm::Label) {
+        let maps = program::Maps {
+            threads: self.threads.raw_fd(),
+            procs: self.proc_kinds.raw_fd(),
+            scratch: self.scratch.raw_fd(),
+            copies: self.ring.raw_fd(),
+            notices: self.notices.raw_fd(),
+        };
+        program::emit(a, LAYOUTS, &maps, done);
     }
 
     /// True when `pid` was looked at and found not to run an interpreter
@@ -228,9 +221,8 @@ impl Python {
 
     /// Drops the copies waiting for samples of `tid`, keeping their buffers.
     fn drop_pending(&mut self, tid: u32) {
-        if let Some(q) = self.pending.remove(&tid) {
-            self.spare.extend(q.into_iter().map(|c| c.frames));
-        }
+        let spare = &mut self.spare;
+        self.pending.remove(tid, |c| spare.push(c.frames));
     }
 
     /// Waits up to `timeout` for the program to notice a thread it does
@@ -306,12 +298,10 @@ impl Python {
             ..
         } = self;
         ring.consume(|data| {
-            let word = |at: usize| {
-                data.get(at..at + 8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_le_bytes)
-            };
-            let (Some(ids), Some(time), Some(meta)) = (word(0), word(8), word(16)) else {
+            let word = |at| word(data, at);
+            let (Some(ids), Some(time), Some(meta), Some(cpu)) =
+                (word(0), word(8), word(16), word(24))
+            else {
                 return;
             };
             let (count, status) = ((meta & 0xffff_ffff) as usize, (meta >> 32) as u32);
@@ -330,14 +320,15 @@ impl Python {
                     owner_word,
                 });
             }
-            pending
-                .entry(ids as u32)
-                .or_insert_with(|| VecDeque::with_capacity(PENDING_PER_THREAD))
-                .push_back(Copy {
+            pending.push(
+                ids as u32,
+                cpu as u32,
+                Copy {
                     time,
                     status,
                     frames,
-                });
+                },
+            );
         });
     }
 
@@ -358,14 +349,8 @@ impl Python {
             live
         });
         let spare = &mut self.spare;
-        self.pending.retain(|_, q| {
-            while q.front().is_some_and(|c| c.time + MAX_PENDING_NS < now) {
-                if let Some(c) = q.pop_front() {
-                    spare.push(c.frames);
-                }
-            }
-            !q.is_empty()
-        });
+        self.pending
+            .expire(now.saturating_sub(MAX_PENDING_NS), |c| spare.push(c.frames));
         spare.truncate(SPARE_COPIES);
         for p in self.procs.values_mut().flatten() {
             // Code objects can be freed and their addresses reused: names
@@ -421,7 +406,7 @@ impl Python {
         let Some(&since) = p.tids.get(&s.tid) else {
             return false;
         };
-        let Some(copy) = self.take(s.tid, s.time) else {
+        let Some(copy) = self.take(s.tid, s.cpu, s.time) else {
             // Taken before the thread was known: no copy was due.
             if s.time > since {
                 Metrics::add(&metrics.python_unread, 1);
@@ -539,21 +524,15 @@ impl Python {
     }
 
     /// The copy taken with the sample of `tid` at `time`.
-    fn take(&mut self, tid: u32, time: u64) -> Option<Copy> {
+    fn take(&mut self, tid: u32, cpu: u32, time: u64) -> Option<Copy> {
         for polled in [false, true] {
             if polled {
                 self.poll();
             }
-            let Some(q) = self.pending.get_mut(&tid) else {
-                continue;
-            };
-            while q.front().is_some_and(|c| c.time + JOIN_SLACK_NS < time) {
-                if let Some(c) = q.pop_front() {
-                    self.spare.push(c.frames);
-                }
-            }
-            if q.front().is_some_and(|c| c.time <= time + JOIN_SLACK_NS) {
-                return q.pop_front();
+            let spare = &mut self.spare;
+            let taken = self.pending.take(tid, cpu, time, |c| spare.push(c.frames));
+            if taken.is_some() {
+                return taken;
             }
         }
         None

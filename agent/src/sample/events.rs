@@ -488,7 +488,9 @@ impl CpuEvents {
             slot.fd = s.as_raw_fd();
             slot.events = libc::POLLIN;
         }
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // Rounded up, so that a short wait does not return at once.
+        let ms =
+            libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
         // SAFETY: `fds` holds `n` initialised pollfd entries and outlives the call.
         unsafe {
             libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms);

@@ -15,31 +15,34 @@ pub mod alloc;
 pub mod events;
 pub mod modules;
 pub mod procs;
+mod program;
 pub mod record;
 mod records;
 mod stacks;
 pub mod uprobe;
+mod window;
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
-use crate::aggregate::{Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, MARKER, SampleKind};
+use crate::aggregate::{Aggregate, Counts, Frame, KERNEL, MARK_KERNEL, SampleKind};
+use crate::bpf;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::labels::{Labeler, Labels, SeriesTable};
+use crate::labels::{Labeler, SeriesTable};
 use crate::metrics::Metrics;
-use crate::python::{PYTHON, Python, Waker};
-use crate::symbolize::Resolved;
-use crate::unwind::{self, Walker};
+use crate::python::{Python, Waker};
+use crate::unwind::{self, SampledWords, Walker};
 use alloc::{AllocEvents, AllocState};
 use events::{CpuEvents, EventKind, EventOptions};
-use modules::{ModuleInfo, Modules};
+use modules::Modules;
 use procs::{Process, Threads};
 use record::{Sample, SampleLayout};
 use stacks::{Stack, Unwinding};
+pub use window::Window;
 
 /// Addresses at or above this are kernel addresses on x86_64.
 const KERNEL_START: u64 = 0xffff_8000_0000_0000;
@@ -53,6 +56,10 @@ const MAX_RECORD_BYTES: usize = 1 << 16;
 /// frames are read from the live stack, the sooner after the sample the
 /// likelier they are still there.
 pub const DEEP_DRAIN: Duration = Duration::from_millis(20);
+/// Drain period while stacks deeper than their copy are completed from
+/// what was read with their samples alone: nothing is read later, but the
+/// records of those reads must not fill their ring.
+pub const SAMPLED_DRAIN: Duration = Duration::from_millis(100);
 /// How long a sample whose frames past its copy wait for a later sample of
 /// its thread may wait, at least (it is given up at the first window cut
 /// after that).
@@ -62,28 +69,6 @@ const MAX_CONFIRM_WAIT: Duration = Duration::from_secs(1);
 const LIVE_BYTES_PER_SECOND: u64 = 16 << 20;
 /// Steps of all threads' chains together, at most (16 bytes each).
 const MAX_CHAIN_STEPS: usize = 1 << 20;
-
-/// One upload interval's samples and what is needed to name them.
-pub struct Window {
-    /// Start, in nanoseconds since the Unix epoch.
-    pub start_ns: i64,
-    /// Length in nanoseconds.
-    pub duration_ns: i64,
-    /// Nominal sampling period (1e9 / frequency), in nanoseconds.
-    pub period_ns: i64,
-    /// Allocation calls per allocation sample.
-    pub alloc_period: i64,
-    /// The samples.
-    pub agg: Aggregate,
-    /// Every module the stacks refer to.
-    pub modules: HashMap<u32, Arc<ModuleInfo>>,
-    /// Every series the samples belong to.
-    pub series: HashMap<u32, Arc<Labels>>,
-    /// Every thread name the samples carry.
-    pub threads: HashMap<u32, Arc<str>>,
-    /// The names of the Python frames the stacks hold.
-    pub python: HashMap<u64, Arc<Resolved>>,
-}
 
 /// Perf events on every CPU and everything needed to turn samples into stacks.
 pub struct Sampler {
@@ -97,8 +82,10 @@ pub struct Sampler {
     drain_period: Duration,
     // When the last drain was, for the live-read budget.
     last_drain: std::time::Instant,
-    // The last drain found stacks deeper than their copy.
+    // The last drain found stacks deeper than their copy, and read live
+    // stacks for some of them.
     deep_seen: bool,
+    live_seen: bool,
     state: State,
 }
 
@@ -133,6 +120,8 @@ struct State {
     stopped: bool,
     /// Python frames, where the program that copies them could be loaded.
     python: Option<Python>,
+    /// The program on every CPU sample ([`program`]).
+    program: Option<bpf::Program>,
 }
 
 fn new_aggregate(max_frames: usize) -> Aggregate {
@@ -191,6 +180,7 @@ impl Sampler {
             window_start: SystemTime::now(),
             stopped: false,
             python: None,
+            program: None,
             max_frames: config.max_frames_per_window,
             // Room for the thread and process events of probed processes,
             // so that the first ones allocate nothing in the loop.
@@ -203,12 +193,21 @@ impl Sampler {
             },
         };
         if config.python && !config.own_process {
-            let fds: Vec<_> = events.samplers.iter().map(|s| s.as_raw_fd()).collect();
-            match Python::open(&fds, cpus.len()) {
+            match Python::open(cpus.len(), state.period_ns) {
                 Ok(p) => state.python = Some(p),
                 Err(e) => tracing::warn!("Python functions will not show in stacks: {e}"),
             }
         }
+        if config.deep_stacks && !config.own_process {
+            match SampledWords::open(cpus.len(), config.stack_bytes, state.period_ns) {
+                Ok(w) => state.unwinding.words = Some(w),
+                Err(e) => tracing::warn!(
+                    "stack words past the kernel's copy will not be read with each sample: {e}"
+                ),
+            }
+        }
+        let fds: Vec<_> = events.samplers.iter().map(|s| s.as_raw_fd()).collect();
+        state.program = program::load(&fds, &mut state.unwinding.words, &mut state.python);
         let mut alloc = AllocEvents::open(config, cpus)?;
         events.enable()?;
         state.seed();
@@ -237,6 +236,7 @@ impl Sampler {
             drain_period: config.drain_period(ring_bytes),
             last_drain: std::time::Instant::now(),
             deep_seen: false,
+            live_seen: false,
             state,
         })
     }
@@ -252,11 +252,17 @@ impl Sampler {
         self.drain_period
     }
 
-    /// True when the last drain found stacks deeper than their copy: the
-    /// next drain should come soon ([`DEEP_DRAIN`]), while their threads'
-    /// outer frames are still on their stacks.
-    pub fn wants_prompt_drain(&self) -> bool {
-        self.deep_seen
+    /// How soon the next drain should come, when the last one found
+    /// stacks deeper than their copy: soon ([`DEEP_DRAIN`]) when some were
+    /// read from the live stack, while their threads' outer frames are
+    /// still there; else, when all were completed from what was read with
+    /// their samples, [`SAMPLED_DRAIN`].
+    pub fn prompt_drain(&self) -> Option<Duration> {
+        match (self.live_seen, self.deep_seen) {
+            (true, _) => Some(DEEP_DRAIN),
+            (false, true) => Some(SAMPLED_DRAIN),
+            (false, false) => None,
+        }
     }
 
     /// True when the Python reader is on: the loop then waits on
@@ -280,10 +286,10 @@ impl Sampler {
             .is_some_and(|p| p.wait_notices(timeout))
     }
 
-    /// Runs of the Python reader's program and their total time in
+    /// Runs of the program on every sample and their total time in
     /// nanoseconds (zeros unless `kernel.bpf_stats_enabled` is 1).
-    pub fn python_run_stats(&self) -> Option<(u64, u64)> {
-        self.state.python.as_ref().map(Python::run_stats)
+    pub fn program_run_stats(&self) -> Option<(u64, u64)> {
+        self.state.program.as_ref().map(bpf::Program::run_stats)
     }
 
     /// Waits up to `timeout` for the ring buffers to fill past their watermark.
@@ -299,7 +305,7 @@ impl Sampler {
         let elapsed = now.duration_since(self.last_drain).as_secs_f64();
         self.last_drain = now;
         self.state.unwinding.walker.refill(elapsed);
-        let deep_before = self.state.unwinding.walker.stats().copy_ended;
+        let before = self.state.unwinding.walker.stats();
         self.state.python_notices();
         let Sampler {
             events,
@@ -356,7 +362,10 @@ impl Sampler {
         if let Some(alloc) = alloc {
             alloc.follow_threads(state);
         }
-        self.deep_seen = state.unwinding.walker.stats().copy_ended > deep_before;
+        let after = state.unwinding.walker.stats();
+        self.deep_seen = after.copy_ended > before.copy_ended;
+        self.live_seen = after.copy_ended - after.sampled_completed
+            > before.copy_ended - before.sampled_completed;
         state.unwinding.report(&state.metrics);
         n
     }
@@ -519,91 +528,6 @@ impl State {
             },
         };
         self.unwinding.add(&mut self.agg, s, stack, &self.metrics);
-    }
-
-    fn cut_window(&mut self) -> Window {
-        // Samples still waiting for a later sample of their thread stay for
-        // the next window, unless they have waited too long or sampling
-        // has stopped.
-        let read_before = match self.stopped {
-            true => u64::MAX,
-            false => unwind::monotonic_ns().saturating_sub(MAX_CONFIRM_WAIT.as_nanos() as u64),
-        };
-        self.unwinding
-            .give_up(&mut self.agg, None, read_before, &self.metrics);
-        let now = SystemTime::now();
-        let next = self
-            .spare
-            .take()
-            .unwrap_or_else(|| new_aggregate(self.max_frames));
-        let agg = std::mem::replace(&mut self.agg, next);
-        Metrics::add(&self.metrics.stacks_folded, agg.folded());
-
-        let mut modules = HashMap::new();
-        for f in agg.all_frames() {
-            if f.module < MARKER
-                && !modules.contains_key(&f.module)
-                && let Some(info) = self.modules.info(f.module)
-            {
-                modules.insert(f.module, Arc::clone(info));
-            }
-        }
-        let mut python = HashMap::new();
-        if let Some(py) = &mut self.python {
-            for f in agg.all_frames().iter().filter(|f| f.module == PYTHON) {
-                if let Some(r) = py.resolved(f.addr) {
-                    python.entry(f.addr).or_insert_with(|| Arc::clone(r));
-                }
-            }
-            py.expire(unwind::monotonic_ns());
-        }
-        let mut series = HashMap::new();
-        let mut threads = HashMap::new();
-        for (key, _) in agg.iter() {
-            if let Some(labels) = self.series.get(key.series) {
-                series
-                    .entry(key.series)
-                    .or_insert_with(|| Arc::clone(labels));
-            }
-            threads
-                .entry(key.thread)
-                .or_insert_with(|| self.threads.name(key.thread));
-        }
-
-        // Housekeeping, now that this window's samples are all read.
-        self.procs.retain(|_, p| !p.exited);
-        for tid in self.exited_threads.drain(..) {
-            self.threads.remove(tid);
-        }
-        if self.modules.len() > MODULE_GC_THRESHOLD {
-            let live: HashSet<u32> = self
-                .procs
-                .values()
-                .flat_map(|p| p.mappings.iter().map(|m| m.module))
-                .collect();
-            self.modules.retain(&live);
-            self.alloc.fns.retain(|module, _| live.contains(module));
-        }
-
-        let start = self.window_start;
-        self.window_start = now;
-        let nanos = |t: SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-                .unwrap_or(0)
-        };
-        let duration = now.duration_since(start).unwrap_or_default();
-        Window {
-            start_ns: nanos(start),
-            duration_ns: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
-            period_ns: self.period_ns as i64,
-            alloc_period: i64::try_from(self.alloc.every).unwrap_or(i64::MAX),
-            agg,
-            modules,
-            series,
-            threads,
-            python,
-        }
     }
 
     /// Looks at the threads the Python reader noticed, before the samples

@@ -105,6 +105,8 @@ pub struct Sample<'a> {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
+    /// The CPU the sample was taken on.
+    pub cpu: u32,
     /// The event's period: nanoseconds for `cpu-clock`, events for hardware
     /// counters; 0 when not sampled.
     pub period: u64,
@@ -286,7 +288,8 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
     let pid = c.u32()?;
     let tid = c.u32()?;
     let time = c.u64()?;
-    let _cpu = c.u64()?;
+    let cpu = c.u32()?;
+    let _reserved = c.u32()?;
     let period = if layout.period { c.u64()? } else { 0 };
     let callchain = if layout.callchain {
         let nr = usize::try_from(c.u64()?).ok()?;
@@ -326,6 +329,7 @@ fn parse_sample<'a>(c: &mut Cursor<'a>, layout: &SampleLayout) -> Option<Sample<
         time,
         pid,
         tid,
+        cpu,
         period,
         callchain,
         abi,

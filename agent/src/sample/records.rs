@@ -146,7 +146,7 @@ impl State {
                 }
                 self.unwinding
                     .give_up(&mut self.agg, Some(tid), u64::MAX, &self.metrics);
-                self.unwinding.walker.forget(tid);
+                self.unwinding.thread_exited(tid);
                 if self.alloc.pids.contains(&pid) {
                     match pid == tid {
                         true => self.alloc.ended.push(pid),

@@ -11,7 +11,8 @@ use super::record::Sample;
 use crate::aggregate::{ANON, Aggregate, Counts, Frame, MARK_TRUNCATED, SampleKind};
 use crate::metrics::Metrics;
 use crate::unwind::{
-    Ending, LargeRule, Sampled, Space, Unconfirmed, UnwindCache, Verdict, WalkStats, Walker,
+    Ending, LargeRule, Sampled, SampledWords, Space, Unconfirmed, UnwindCache, Verdict, WalkStats,
+    Walker,
 };
 
 /// Samples waiting for confirmation, at most; past it a sample's frames
@@ -45,6 +46,9 @@ pub(super) struct Stack<'a> {
 pub(super) struct Unwinding {
     pub cache: UnwindCache,
     pub walker: Walker,
+    /// The words past the copy read with each sample, when the program's
+    /// part that reads them is loaded.
+    pub words: Option<SampledWords>,
     addrs: Vec<u64>,
     reported: WalkStats,
     /// The last `push_user_frames` took frames from past the copy: what
@@ -62,12 +66,21 @@ impl Unwinding {
         Unwinding {
             cache: UnwindCache::new_in(),
             walker,
+            words: None,
             addrs: Vec::with_capacity(1024),
             reported: WalkStats::default(),
             last: None,
             waiting: HashMap::new(),
             waiting_count: 0,
             trampolines: HashMap::new(),
+        }
+    }
+
+    /// Forgets what is kept of a thread that exited.
+    pub fn thread_exited(&mut self, tid: u32) {
+        self.walker.forget(tid);
+        if let Some(w) = &mut self.words {
+            w.forget(tid);
         }
     }
 
@@ -226,6 +239,11 @@ impl Unwinding {
                 was.chain_completed,
             ),
             (
+                &metrics.stacks_sampled_completed,
+                now.sampled_completed,
+                was.sampled_completed,
+            ),
+            (
                 &metrics.stacks_live_refused,
                 now.live_refused,
                 was.live_refused,
@@ -278,11 +296,18 @@ impl Unwinding {
         else {
             return;
         };
+        let words = self
+            .words
+            .as_mut()
+            .and_then(|w| w.take(s.tid, s.cpu, s.time));
         let sampled = Sampled {
             pid: s.pid,
             tid: s.tid,
             regs: s.regs,
             stack: s.stack,
+            words: words.as_ref().map_or(&[], |w| &w.words),
+            dense: words.as_ref().map_or(&[], |w| &w.dense),
+            dense_at: words.as_ref().map_or(0, |w| w.dense_at),
         };
         let mut space = ProcessSpace {
             pid: s.pid,
@@ -299,6 +324,14 @@ impl Unwinding {
             &sampled,
             &mut self.addrs,
         );
+        if let Some(sw) = &mut self.words {
+            if let Some(addrs) = self.walker.take_published() {
+                sw.publish(s.pid, s.tid, addrs);
+            }
+            if let Some(w) = words {
+                sw.give_back(w);
+            }
+        }
         frames.extend(self.addrs.iter().map(|&a| proc.resolve(a)));
         self.last = self.walker.take_unconfirmed().map(|u| {
             let keep = user_start + u.copy_frames;

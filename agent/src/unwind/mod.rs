@@ -11,6 +11,9 @@
 //! - `chains`: per thread, the frames of its last complete unwind, which a
 //!   later sample whose copy ends inside them may reuse once they are
 //!   checked against the live stack.
+//! - `sampled`: the program's part that reads, with each sample, the words
+//!   past the copy that the thread's last complete unwind read, and their
+//!   records in user space.
 //!
 //! Each process gets a framehop unwinder over its modules; addresses
 //! outside every module (JIT code, binaries without unwind tables) fall
@@ -24,6 +27,8 @@ mod confirm;
 pub mod elf;
 mod large;
 mod live;
+mod memory;
+mod sampled;
 pub mod walk;
 
 use framehop::MustNotAllocateDuringUnwind;
@@ -33,6 +38,7 @@ pub use confirm::{Unconfirmed, Verdict, monotonic_ns};
 pub use elf::{Backing, ElfImage, LoadSegment, SectionBytes, read_own_vdso};
 pub use large::LargeRule;
 pub use live::read_exact;
+pub use sampled::SampledWords;
 pub use walk::{Ending, Sampled, Space, WalkStats, Walker};
 
 /// framehop's unwinder for one process.

@@ -6,6 +6,14 @@
 //! - Frames unwound from the copy use only what the kernel copied at the
 //!   sample: the registers and the stack bytes, read with the unwind rules
 //!   of the code they are in.
+//! - Past the copy, the walk first reads the words the program read with
+//!   the sample ([`super::sampled`]): the thread's memory at that instant,
+//!   as good as the copy.
+//! - A step equal to one of the thread's last complete unwind (stack
+//!   pointer, address, frame pointer) takes that unwind's later frames when
+//!   every word it read from there on holds the same value in the copy or
+//!   in what was read with the sample ([`Chains::replay`]): the unwind is a
+//!   function of the registers and those words.
 //! - Past the copy, the walk reads the thread's stack as it is now, shortly
 //!   after the sample, and keeps what it finds only if the stack still
 //!   holds what the sample saw where the two meet (the last
@@ -29,10 +37,11 @@
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder as _};
 
-use super::chains::{Chains, Step};
+use super::chains::{Chains, Replay, Step};
 use super::confirm::{OVERLAP_BYTES, Unconfirmed, monotonic_ns};
 use super::large::LargeRule;
 use super::live::{LiveStack, read_words};
+use super::memory::Memory;
 use super::{MAX_USER_FRAMES, USER_REGS_COUNT, UnwindCache, Unwinder};
 
 /// How far past the copy the live walk must agree with a thread's chain
@@ -40,6 +49,14 @@ use super::{MAX_USER_FRAMES, USER_REGS_COUNT, UnwindCache, Unwinder};
 const NEAR_BYTES: u64 = 8 << 10;
 /// Return addresses of the rest of a chain read to check it, at most.
 const SPARSE_CHECKS: usize = 16;
+/// Words a complete walk read this far below the end of its copy, and
+/// above, are published to be read with the thread's next samples: a
+/// sample up to this much deeper still finds the words past its copy.
+const PUBLISH_BELOW: u64 = 24 << 10;
+/// Words one walk notes, at most (a 2,000-frame stack reads about as many).
+const MAX_TRACE: usize = 16 << 10;
+/// Replays of a thread's chain refused in one walk before it stops trying.
+const MAX_REPLAY_MISSES: u32 = 4;
 
 /// How an unwind ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +78,11 @@ pub struct Sampled<'a> {
     pub regs: [u64; USER_REGS_COUNT],
     /// The stack copy, starting at SP.
     pub stack: &'a [u8],
+    /// Words past the copy read with the sample, sorted by address.
+    pub words: &'a [(u64, u64)],
+    /// Bytes past the copy read with the sample, and where they start.
+    pub dense: &'a [u8],
+    pub dense_at: u64,
 }
 
 /// What the walk asks of the sampled process.
@@ -91,6 +113,8 @@ pub struct WalkStats {
     pub live_completed: u64,
     /// Of those, completed with frames of the thread's chain.
     pub chain_completed: u64,
+    /// Of those, completed from words read with the sample alone.
+    pub sampled_completed: u64,
     /// Of those, left truncated: the live stack had changed, failed a check,
     /// or could not be read.
     pub live_refused: u64,
@@ -109,6 +133,13 @@ pub struct Walker {
     follow: Vec<Step>,
     deep: bool,
     unconfirmed: Option<Unconfirmed>,
+    /// Every word the last walk read, with its value.
+    trace: Vec<(u64, u64)>,
+    /// Per step of the last walk, where its reads start in `trace`.
+    read_at: Vec<u32>,
+    /// The addresses to publish after the last walk.
+    published: Vec<u64>,
+    publish: bool,
     budget: f64,
     budget_max: f64,
     budget_rate: f64,
@@ -142,6 +173,10 @@ impl Walker {
             follow: Vec::new(),
             deep,
             unconfirmed: None,
+            trace: Vec::with_capacity(MAX_TRACE),
+            read_at: Vec::with_capacity(1024),
+            published: Vec::with_capacity(MAX_TRACE),
+            publish: false,
             budget: rate,
             budget_max: rate,
             budget_rate: rate,
@@ -173,6 +208,18 @@ impl Walker {
         self.unconfirmed.take()
     }
 
+    /// The addresses of the stack words the last walk read near and past
+    /// its copy (sorted, distinct), when it went past its copy: the words
+    /// to read with the thread's next samples.
+    pub fn take_published(&mut self) -> Option<&[u64]> {
+        if !std::mem::take(&mut self.publish) {
+            return None;
+        }
+        self.published.sort_unstable();
+        self.published.dedup();
+        Some(&self.published)
+    }
+
     /// Forgets a thread's chain: it exited, or frames taken from it were
     /// not confirmed.
     pub fn forget(&mut self, tid: u32) {
@@ -190,13 +237,17 @@ impl Walker {
         out: &mut Vec<u64>,
     ) -> Ending {
         self.unconfirmed = None;
+        self.publish = false;
+        self.trace.clear();
+        self.read_at.clear();
         let [bp, sp, ip] = s.regs;
         let copy_end = sp.saturating_add(s.stack.len() as u64);
         let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
         let mut addr = FrameAddress::from_instruction_pointer(ip);
         let out_start = out.len();
         self.steps.clear();
-        self.steps.push(Step { sp, ra: ip });
+        self.steps.push(Step { sp, ra: ip, bp });
+        self.read_at.push(0);
         out.push(ip);
         let live_before = self.live.bytes_read;
         let mut mem = Memory {
@@ -207,9 +258,21 @@ impl Walker {
             live_on: false,
             beyond: false,
             touched: false,
+            words: s.words,
+            dense: s.dense,
+            dense_at: s.dense_at,
+            used_sampled: false,
+            trace: &mut self.trace,
         };
         let mut splice: Option<Splice> = None;
         let mut from_chain = false;
+        let mut replayed = false;
+        let mut replay_misses = 0;
+        // The live stack no longer holds the end of the copy: the walk goes
+        // on only to learn where the words past the copy are, for the
+        // program to read them with the thread's next samples; none of its
+        // frames past the copy is kept.
+        let mut hints_only = false;
         let ending = loop {
             if self.steps.len() >= MAX_USER_FRAMES {
                 break Ending::Truncated;
@@ -236,10 +299,36 @@ impl Walker {
                     if mem.touched && !(regs.sp() > prev_sp && space.is_return_address(ra)) {
                         break Ending::Truncated;
                     }
-                    let step = Step { sp: regs.sp(), ra };
+                    let step = Step {
+                        sp: regs.sp(),
+                        ra,
+                        bp: regs.bp(),
+                    };
                     self.steps.push(step);
+                    self.read_at.push(mem.trace.len() as u32);
                     out.push(ra.wrapping_sub(1));
                     addr = next;
+                    if !mem.live_on && replay_misses < MAX_REPLAY_MISSES {
+                        match self.chains.replay(s.pid, s.tid, step, |a| mem.fact(a)) {
+                            Replay::NoMatch => {}
+                            Replay::Differs => replay_misses += 1,
+                            Replay::Same(rest, reads, at) => {
+                                let base = mem.trace.len() as u32;
+                                let first = at.first().copied().unwrap_or_default();
+                                if self.steps.len() + rest.len() <= MAX_USER_FRAMES
+                                    && mem.trace.len() + reads.len() <= mem.trace.capacity()
+                                {
+                                    mem.trace.extend_from_slice(reads);
+                                    let later = at.iter().skip(1);
+                                    self.read_at.extend(later.map(|&a| base + (a - first)));
+                                    self.steps.extend_from_slice(rest);
+                                    out.extend(rest.iter().map(|s| s.ra.wrapping_sub(1)));
+                                    replayed = true;
+                                    break Ending::Complete;
+                                }
+                            }
+                        }
+                    }
                     if let Some(splice) = &mut splice
                         && follow_chain(
                             splice,
@@ -283,9 +372,7 @@ impl Walker {
                             Some(1)
                         });
                         splice = Some(Splice { at, matched });
-                        if !same {
-                            break Ending::Truncated;
-                        }
+                        hints_only |= !same;
                         continue;
                     }
                     let last = out.last().copied().unwrap_or(ip);
@@ -297,6 +384,25 @@ impl Walker {
                 }
             }
         };
+        let ending = match hints_only {
+            true => Ending::Truncated,
+            false => ending,
+        };
+        self.publish = splice.is_some() || mem.used_sampled;
+        let used_sampled = mem.used_sampled;
+        // A walk whose trace was cut cannot be replayed: its chain is not
+        // kept.
+        let traced = self.trace.len() < self.trace.capacity();
+        self.published.clear();
+        if self.publish {
+            let floor = copy_end.saturating_sub(PUBLISH_BELOW).max(sp);
+            self.published.extend(
+                self.trace
+                    .iter()
+                    .map(|&(a, _)| a)
+                    .filter(|&a| a >= floor && a & 7 == 0),
+            );
+        }
         let spent = self.live.bytes_read - live_before;
         self.budget -= spent as f64;
         match (&splice, ending) {
@@ -325,19 +431,37 @@ impl Walker {
                         .filter(|&(slot, _)| slot >= copy_end)
                         .collect(),
                 });
+                // A chain followed from the live stack was not read past
+                // the point it was joined: the thread keeps its old chain.
                 match from_chain {
                     true => self.stats.chain_completed += 1,
-                    false => self.stats.live_completed += 1,
+                    false => {
+                        self.stats.live_completed += 1;
+                        self.store_chain(s, traced);
+                    }
                 }
-                self.chains.store(s.pid, s.tid, &self.steps);
             }
-            (None, Ending::Complete) if self.chains.has(s.pid, s.tid) => {
-                self.chains.store(s.pid, s.tid, &self.steps);
+            (None, Ending::Complete) if used_sampled => {
+                self.stats.copy_ended += 1;
+                self.stats.sampled_completed += 1;
+                self.store_chain(s, traced);
+            }
+            (None, Ending::Complete) if replayed || self.chains.has(s.pid, s.tid) => {
+                self.store_chain(s, traced);
             }
             (None, _) => {}
         }
         self.follow.clear();
         ending
+    }
+
+    fn store_chain(&mut self, s: &Sampled<'_>, traced: bool) {
+        match traced {
+            true => self
+                .chains
+                .store(s.pid, s.tid, &self.steps, &self.trace, &self.read_at),
+            false => self.chains.forget(s.tid),
+        }
     }
 }
 
@@ -439,39 +563,4 @@ fn trampoline_step(
     regs.set_sp(sp.checked_add(16).ok_or(())?);
     regs.set_ip(ra);
     Ok(Some(ra))
-}
-
-/// The memory the unwinder reads: the copy, then (once the walk goes past
-/// it) the live stack.
-struct Memory<'a> {
-    copy: &'a [u8],
-    sp: u64,
-    copy_end: u64,
-    live: &'a mut LiveStack,
-    live_on: bool,
-    /// The last step wanted a word past the copy before the live stack was on.
-    beyond: bool,
-    /// The last step read the live stack.
-    touched: bool,
-}
-
-impl Memory<'_> {
-    fn read(&mut self, addr: u64) -> Result<u64, ()> {
-        let offset = usize::try_from(addr.checked_sub(self.sp).ok_or(())?).map_err(|_| ())?;
-        if let Some(bytes) = offset
-            .checked_add(8)
-            .and_then(|end| self.copy.get(offset..end))
-        {
-            return Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?));
-        }
-        if addr.saturating_add(8) <= self.copy_end {
-            return Err(());
-        }
-        if !self.live_on {
-            self.beyond = true;
-            return Err(());
-        }
-        self.touched = true;
-        self.live.read_u64(addr)
-    }
 }

@@ -1,6 +1,7 @@
 //! Shared test helpers: ground-truth workloads (built at test time with gcc
 //! and rustc), reading the profiles an agent shipped, and bounded waits.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -381,6 +382,16 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// [`profile_pid`] with more agent arguments.
 pub fn profile_pid_with(pid: u32, seconds: u32, args: &[&str]) -> Vec<Stack> {
+    profile_pid_counted(pid, seconds, args).0
+}
+
+/// Like [`profile_pid_with`], with the agent's counters of its last window
+/// (`name=value` pairs of its "window shipped" line).
+pub fn profile_pid_counted(
+    pid: u32,
+    seconds: u32,
+    args: &[&str],
+) -> (Vec<Stack>, HashMap<String, String>) {
     let dir = std::env::temp_dir().join(format!("firewatch-fidelity-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_firewatch-agent"))
@@ -395,11 +406,15 @@ pub fn profile_pid_with(pid: u32, seconds: u32, args: &[&str]) -> Vec<Stack> {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     // The agent's counters, for a failure to be read from the test's output.
+    let mut counters = HashMap::new();
     if let Some(last) = log.lines().rev().find(|l| l.contains("window shipped")) {
-        println!(
-            "agent: {}",
-            last.split_once("samples=").map_or(last, |(_, r)| r)
-        );
+        let tail = last.split_once("samples=").map_or(last, |(_, r)| r);
+        println!("agent: {tail}");
+        for pair in last.split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                counters.insert(k.to_owned(), v.to_owned());
+            }
+        }
     }
     let mut all = Vec::new();
     for f in std::fs::read_dir(&dir).expect("dump directory").flatten() {
@@ -407,7 +422,7 @@ pub fn profile_pid_with(pid: u32, seconds: u32, args: &[&str]) -> Vec<Stack> {
         all.extend(stacks(&p));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    all
+    (all, counters)
 }
 
 pub struct Running(Child);

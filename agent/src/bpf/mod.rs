@@ -1,7 +1,15 @@
-//! The few `bpf(2)` commands the Python reader needs, without a BPF
-//! library: maps (a hash, a per-CPU array, a ring buffer), loading a
-//! program from instructions, attaching it to a perf event, and reading
-//! the ring buffer from user space.
+//! The program that runs on every CPU sample, and the few `bpf(2)`
+//! commands it needs, without a BPF library: maps (a hash, a per-CPU
+//! array, a ring buffer), loading a program from instructions
+//! ([`asm`]), attaching it to a perf event, and reading a ring buffer from
+//! user space.
+//!
+//! A perf event runs one program, so the parts that need the moment of the
+//! sample (the stack words past the kernel's copy, Python's frame chain)
+//! are parts of one program, each falling through to the next.
+
+pub mod asm;
+pub mod join;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -17,6 +25,8 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 pub const MAP_HASH: u32 = 1;
 pub const MAP_PERCPU_ARRAY: u32 = 6;
 pub const MAP_RINGBUF: u32 = 27;
+/// Map flag: a hash map's entries are allocated as they are inserted.
+pub const NO_PREALLOC: u32 = 1;
 
 const PROG_TYPE_PERF_EVENT: u32 = 7;
 /// `_IOW('$', 8, __u32)`.
@@ -154,6 +164,7 @@ impl Map {
         key_size: u32,
         value_size: u32,
         max_entries: u32,
+        map_flags: u32,
         name: &str,
     ) -> io::Result<Map> {
         let mut attr = MapCreate {
@@ -161,6 +172,7 @@ impl Map {
             key_size,
             value_size,
             max_entries,
+            map_flags,
             map_name: name16(name),
             ..MapCreate::default()
         };
@@ -289,7 +301,7 @@ impl Ring {
     /// Creates a ring buffer of `size` bytes (a power of two, at least a
     /// page) and maps it.
     pub fn create(size: usize, name: &str) -> io::Result<Ring> {
-        let map = Map::create(MAP_RINGBUF, 0, 0, size as u32, name)?;
+        let map = Map::create(MAP_RINGBUF, 0, 0, size as u32, 0, name)?;
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .map_err(|_| io::Error::other("no page size"))?;
@@ -373,7 +385,10 @@ impl Ring {
                 revents: 0,
             },
         ];
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // Rounded up: a wait of under a millisecond must not become a
+        // poll that returns at once (the caller would spin to its deadline).
+        let ms =
+            libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
         // SAFETY: two initialized pollfds that outlive the call.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         if fds[1].revents & libc::POLLIN != 0 {
