@@ -382,15 +382,5 @@ fn dump(dir: &Path, p: &pprof::SeriesProfile, seq: u64) {
 /// perf events per CPU and maps every executable it profiles. For the
 /// programs that run the host agent; an embedding service keeps its limits.
 pub fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    crate::sys::raise_open_files_limit();
 }

@@ -76,17 +76,10 @@ pub fn drop_read_only_file_pages() -> u64 {
     let ranges = droppable(&maps, |path| std::fs::metadata(path).ok().map(|m| m.len()));
     let mut bytes = 0;
     for (start, len) in ranges {
-        // SAFETY: the range is a whole read-only file mapping of this
-        // process (never written privately, so nothing is lost: its pages
-        // come back from the file), not one the dynamic loader made.
-        let rc = unsafe {
-            libc::madvise(
-                start as *mut libc::c_void,
-                len as usize,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if rc == 0 {
+        // A whole read-only file mapping of this process (never written
+        // privately, so nothing is lost: its pages come back from the
+        // file), not one the dynamic loader made.
+        if crate::sys::drop_file_pages(start, len) {
             bytes += len;
         }
     }

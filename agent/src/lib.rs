@@ -35,6 +35,7 @@ pub mod python;
 pub mod sample;
 pub mod ship;
 pub mod symbolize;
+mod sys;
 pub mod unwind;
 
 pub use agent::{Agent, raise_fd_limit};

@@ -178,50 +178,18 @@ impl Metrics {
     }
 }
 
-/// CPU time (user + system) this process has used, from `getrusage`
-/// (microseconds, where `/proc/self/stat` counts clock ticks).
+/// CPU time (user + system) this process has used.
 pub fn own_cpu_time() -> Option<std::time::Duration> {
-    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes to the struct we own.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return None;
-    }
-    let micros = |t: libc::timeval| {
-        u64::try_from(t.tv_sec)
-            .ok()?
-            .checked_mul(1_000_000)?
-            .checked_add(u64::try_from(t.tv_usec).ok()?)
-    };
-    let total = micros(usage.ru_utime)?.checked_add(micros(usage.ru_stime)?)?;
-    Some(std::time::Duration::from_micros(total))
+    crate::sys::process_cpu_time()
 }
 
-/// CPU time (user + system) the calling thread has used, with nanosecond
-/// resolution (`/proc` counts in clock ticks, too coarse for one window's
-/// work).
-pub fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes to the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return std::time::Duration::ZERO;
-    }
-    std::time::Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
-}
+pub(crate) use crate::sys::thread_cpu_time;
 
 /// Resident memory of this process in bytes, from `/proc/self/statm`.
 pub fn own_rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    let page = u64::try_from(crate::sys::page_size()?).ok()?;
     Some(pages * page)
 }
 
@@ -229,19 +197,18 @@ pub fn own_rss_bytes() -> Option<u64> {
 // beside the server, the process's CPU is mostly not the agent's: its
 // budget is checked on these threads alone. A thread that ends adds its
 // total to `RETIRED_NS`.
-static OWN_THREADS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+static OWN_THREADS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 static RETIRED_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Counts the calling thread as the agent's until the guard drops (each
 /// agent thread holds one for its whole life).
 pub(crate) struct OwnThread {
-    tid: libc::pid_t,
+    tid: i32,
 }
 
 /// Registers the calling thread as one of the agent's.
 pub(crate) fn own_thread() -> OwnThread {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = crate::sys::thread_id();
     OWN_THREADS
         .lock()
         .unwrap_or_else(|e| e.into_inner())

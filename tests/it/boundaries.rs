@@ -104,3 +104,56 @@ fn the_cli_links_server_and_agent_only_for_up() {
         "`up` is the default"
     );
 }
+
+/// The agent's calls into the C library sit in `sys.rs`, or beside the
+/// memory they touch (the `bpf(2)` calls and their mapped ring, perf's
+/// rings, another process's stack read into the agent's buffers), or at
+/// the binary's edge (its stop signals): a call anywhere else fails here.
+#[test]
+fn the_agent_calls_the_c_library_from_sys_and_a_few_owners_only() {
+    let allowed = [
+        "sys.rs",
+        "bpf/mod.rs",
+        "sample/events.rs",
+        "unwind/live.rs",
+        "main.rs",
+    ];
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/src"));
+    let mut stray = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("agent/src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(root).expect("under src");
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            if allowed.contains(&rel.as_str()) || !rel.ends_with(".rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            for (n, line) in text.lines().enumerate() {
+                // A call: `libc::name(`; constants and types are fine.
+                let calls = line.match_indices("libc::").any(|(at, _)| {
+                    let rest = &line[at + 6..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                        && rest[name.len()..].starts_with('(')
+                });
+                if calls {
+                    stray.push(format!("agent/src/{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "C library calls outside sys.rs:\n{}",
+        stray.join("\n")
+    );
+}

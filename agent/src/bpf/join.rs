@@ -1,5 +1,5 @@
 //! Records the program wrote as a sample was taken, waiting for that
-//! sample: per thread and CPU, oldest first. A record and its sample are
+//! sample: per thread, oldest first. A record and its sample are
 //! written in the same interrupt, so they are joined by thread, CPU and
 //! time (within less than half the sampling period: two samples of one
 //! thread on one CPU are a period apart, while on two CPUs they can be
@@ -16,9 +16,9 @@ pub trait Stamped {
     fn time(&self) -> u64;
 }
 
-/// Records waiting for their samples, by thread and CPU.
+/// Records waiting for their samples, by thread (with their CPU).
 pub struct Joins<T> {
-    by_tid: HashMap<(u32, u32), VecDeque<T>>,
+    by_tid: HashMap<u32, VecDeque<(u32, T)>>,
     per_thread: usize,
     slack: u64,
 }
@@ -45,45 +45,51 @@ impl<T: Stamped> Joins<T> {
     pub fn push(&mut self, tid: u32, cpu: u32, record: T) {
         let per_thread = self.per_thread;
         self.by_tid
-            .entry((tid, cpu))
+            .entry(tid)
             .or_insert_with(|| VecDeque::with_capacity(per_thread))
-            .push_back(record);
+            .push_back((cpu, record));
     }
 
     /// True when records of `tid` on `cpu` wait.
     pub fn has(&self, tid: u32, cpu: u32) -> bool {
-        self.by_tid.get(&(tid, cpu)).is_some_and(|q| !q.is_empty())
+        self.by_tid
+            .get(&tid)
+            .is_some_and(|q| q.iter().any(|&(c, _)| c == cpu))
     }
 
     /// The record of the sample of `tid` on `cpu` at `time`; the older
     /// ones, whose samples will not come, go to `dropped`.
     pub fn take(&mut self, tid: u32, cpu: u32, time: u64, mut dropped: impl FnMut(T)) -> Option<T> {
         let slack = self.slack;
-        let q = self.by_tid.get_mut(&(tid, cpu))?;
-        while q.front().is_some_and(|r| r.time() + slack < time) {
-            q.pop_front().map(&mut dropped);
+        let q = self.by_tid.get_mut(&tid)?;
+        // Samples come oldest first across CPUs: a record this much older
+        // than this sample, on any CPU, has lost its own.
+        while q.front().is_some_and(|(_, r)| r.time() + slack < time) {
+            if let Some((_, r)) = q.pop_front() {
+                dropped(r);
+            }
         }
-        match q.front().is_some_and(|r| r.time() <= time + slack) {
-            true => q.pop_front(),
-            false => None,
-        }
+        // Records of two CPUs may be committed a little out of order.
+        let at = q
+            .iter()
+            .position(|(c, r)| *c == cpu && r.time() <= time + slack)?;
+        q.remove(at).map(|(_, r)| r)
     }
 
     /// Drops every record of `tid` into `dropped`.
     pub fn remove(&mut self, tid: u32, mut dropped: impl FnMut(T)) {
-        self.by_tid.retain(|&(t, _), q| {
-            if t == tid {
-                q.drain(..).for_each(&mut dropped);
-            }
-            t != tid
-        });
+        if let Some(q) = self.by_tid.remove(&tid) {
+            q.into_iter().for_each(|(_, r)| dropped(r));
+        }
     }
 
     /// Drops records written before `before` into `dropped`.
     pub fn expire(&mut self, before: u64, mut dropped: impl FnMut(T)) {
         self.by_tid.retain(|_, q| {
-            while q.front().is_some_and(|r| r.time() < before) {
-                q.pop_front().map(&mut dropped);
+            while q.front().is_some_and(|(_, r)| r.time() < before) {
+                if let Some((_, r)) = q.pop_front() {
+                    dropped(r);
+                }
             }
             !q.is_empty()
         });

@@ -11,6 +11,8 @@
 pub mod asm;
 pub mod join;
 
+use crate::sys::{EventFd, page_size, wait_readable};
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -302,9 +304,7 @@ impl Ring {
     /// page) and maps it.
     pub fn create(size: usize, name: &str) -> io::Result<Ring> {
         let map = Map::create(MAP_RINGBUF, 0, 0, size as u32, 0, name)?;
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .map_err(|_| io::Error::other("no page size"))?;
+        let page = page_size().ok_or_else(|| io::Error::other("no page size"))?;
         let fd = map.raw_fd();
         // SAFETY: mapping the map's descriptor as the kernel documents:
         // one writable consumer page at offset 0, then the producer page
@@ -368,33 +368,15 @@ impl Ring {
 
     /// Waits up to `timeout` for a record (the program's adaptive wake-up:
     /// the first record written after the reader caught up wakes it) or
-    /// for the eventfd `wake` to be written (then read back to zero).
-    pub fn wait(&self, timeout: std::time::Duration, wake: RawFd) -> bool {
+    /// for `wake` to be signalled (then cleared).
+    pub fn wait(&self, timeout: std::time::Duration, wake: &EventFd) -> bool {
         if self.has_data() {
             return true;
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: self.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // Rounded up: a wait of under a millisecond must not become a
-        // poll that returns at once (the caller would spin to its deadline).
-        let ms =
-            libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: two initialized pollfds that outlive the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if fds[1].revents & libc::POLLIN != 0 {
-            let mut count = 0u64;
-            // SAFETY: reads 8 bytes into a u64 we own.
-            unsafe { libc::read(wake, (&mut count as *mut u64).cast(), 8) };
+        let mut ready = [false; 2];
+        wait_readable(&[self.raw_fd(), wake.fd()], timeout, &mut ready);
+        if ready[1] {
+            wake.clear();
         }
         self.has_data()
     }

@@ -18,7 +18,6 @@ mod layout;
 mod lines;
 mod program;
 
-use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
@@ -31,6 +30,7 @@ use crate::sample::modules::Modules;
 use crate::sample::procs::{self, Mapping};
 use crate::sample::record::Sample;
 use crate::symbolize::Resolved;
+use crate::sys::EventFd;
 use interp::{Code, Image, Loaded, NotSupported};
 use layout::LAYOUTS;
 
@@ -229,7 +229,7 @@ impl Python {
     /// not know, or for [`Waker::wake`]; true if it noticed one (worth a
     /// drain now, not at the next timed one).
     pub fn wait_notices(&self, timeout: std::time::Duration) -> bool {
-        self.notices.wait(timeout, self.waker.fd())
+        self.notices.wait(timeout, &self.waker.0)
     }
 
     /// What ends a [`Python::wait_notices`] early, from another thread.
@@ -541,30 +541,16 @@ impl Python {
 
 /// Ends a wait for notices from another thread (an eventfd).
 #[derive(Clone)]
-pub struct Waker(Arc<std::os::fd::OwnedFd>);
+pub struct Waker(Arc<EventFd>);
 
 impl Waker {
     fn new() -> std::io::Result<Waker> {
-        // SAFETY: eventfd has no memory preconditions.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor the kernel just returned to us.
-        Ok(Waker(Arc::new(unsafe {
-            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-        })))
-    }
-
-    fn fd(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&*self.0)
+        Ok(Waker(Arc::new(EventFd::new()?)))
     }
 
     /// Wakes the wait, now or at its next call.
     pub fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes we own to our eventfd.
-        unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) };
+        self.0.signal();
     }
 }
 

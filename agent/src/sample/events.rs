@@ -478,23 +478,12 @@ impl CpuEvents {
 
     /// Waits until a ring buffer passes its watermark or `timeout` elapses.
     pub fn wait(&self, timeout: Duration) {
-        let mut fds: [libc::pollfd; 64] = [libc::pollfd {
-            fd: -1,
-            events: 0,
-            revents: 0,
-        }; 64];
+        let mut fds = [-1; 64];
         let n = self.samplers.len().min(fds.len());
         for (slot, s) in fds.iter_mut().zip(&self.samplers) {
-            slot.fd = s.as_raw_fd();
-            slot.events = libc::POLLIN;
+            *slot = s.as_raw_fd();
         }
-        // Rounded up, so that a short wait does not return at once.
-        let ms =
-            libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `fds` holds `n` initialised pollfd entries and outlives the call.
-        unsafe {
-            libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms);
-        }
+        crate::sys::wait_readable(&fds[..n], timeout, &mut [false; 64]);
     }
 }
 

@@ -538,7 +538,7 @@ impl State {
         };
         py.poll();
         let notices = py.take_notices();
-        let now = unwind::monotonic_ns();
+        let now = crate::sys::monotonic_ns();
         for &(pid, tid) in &notices {
             if pid == 0 || self.labeler.wanted_by_pid(pid) == Some(false) {
                 py.ignore_process(pid);

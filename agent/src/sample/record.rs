@@ -99,7 +99,7 @@ pub struct Sample<'a> {
     /// The sampled instruction pointer (kernel or user).
     pub ip: u64,
     /// When, in `CLOCK_MONOTONIC` nanoseconds (every event is opened with
-    /// that clock, so times compare with [`crate::unwind::monotonic_ns`]).
+    /// that clock, so times compare with [`crate::sys::monotonic_ns`]).
     pub time: u64,
     /// Process id (0 for the idle task).
     pub pid: u32,

@@ -14,7 +14,6 @@ use crate::labels::Labels;
 use crate::metrics::Metrics;
 use crate::python::PYTHON;
 use crate::symbolize::Resolved;
-use crate::unwind;
 
 /// One upload interval's samples and what is needed to name them.
 pub struct Window {
@@ -45,7 +44,7 @@ impl State {
         // has stopped.
         let read_before = match self.stopped {
             true => u64::MAX,
-            false => unwind::monotonic_ns().saturating_sub(MAX_CONFIRM_WAIT.as_nanos() as u64),
+            false => crate::sys::monotonic_ns().saturating_sub(MAX_CONFIRM_WAIT.as_nanos() as u64),
         };
         self.unwinding
             .give_up(&mut self.agg, None, read_before, &self.metrics);
@@ -73,10 +72,10 @@ impl State {
                     python.entry(f.addr).or_insert_with(|| Arc::clone(r));
                 }
             }
-            py.expire(unwind::monotonic_ns());
+            py.expire(crate::sys::monotonic_ns());
         }
         if let Some(w) = &mut self.unwinding.words {
-            w.expire(unwind::monotonic_ns());
+            w.expire(crate::sys::monotonic_ns());
         }
         let mut series = HashMap::new();
         let mut threads = HashMap::new();

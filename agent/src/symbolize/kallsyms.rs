@@ -326,8 +326,7 @@ mod tests {
         // Addresses show to root unless kptr_restrict is 2.
         let restrict =
             std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap_or_default();
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 || restrict.trim() == "2" {
+        if !crate::sys::is_root() || restrict.trim() == "2" {
             assert!(Kallsyms::load().is_none_or(|k| !k.addrs.is_empty()));
             return;
         }

@@ -130,7 +130,7 @@ impl Symbolizer {
         self.cache = HashMap::new();
         self.strings = HashSet::new();
         self.files = HashMap::new();
-        release_free_memory();
+        crate::sys::release_free_memory();
     }
 
     /// Drops blazesym's parsed data of files no recent window needed; the
@@ -149,7 +149,7 @@ impl Symbolizer {
             keep
         });
         if evicted > 0 {
-            release_free_memory();
+            crate::sys::release_free_memory();
         }
     }
 
@@ -487,15 +487,6 @@ fn module_name(w: &Window, module: u32) -> &str {
             .modules
             .get(&module)
             .map_or("[unknown]", |m| m.name.as_str()),
-    }
-}
-
-/// Hands freed heap pages back to the system after caches were dropped.
-fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the C allocator.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

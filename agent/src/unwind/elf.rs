@@ -465,11 +465,7 @@ fn indirect_call_len(rest: &[u8]) -> Option<usize> {
 
 /// Copies this process's vDSO: every process on the host maps the same image.
 pub fn read_own_vdso() -> Option<ElfImage> {
-    // SAFETY: getauxval has no preconditions.
-    let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
-    if base == 0 {
-        return None;
-    }
+    let base = crate::sys::vdso_base()?;
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
     let (range, _) = line.split_once(' ')?;

@@ -34,7 +34,7 @@ pub mod walk;
 use framehop::MustNotAllocateDuringUnwind;
 use framehop::x86_64::{CacheX86_64, UnwinderX86_64};
 
-pub use confirm::{Unconfirmed, Verdict, monotonic_ns};
+pub use confirm::{Unconfirmed, Verdict};
 pub use elf::{Backing, ElfImage, LoadSegment, SectionBytes, read_own_vdso};
 pub use large::LargeRule;
 pub use live::read_exact;

@@ -38,11 +38,12 @@ use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder as _};
 
 use super::chains::{Chains, Replay, Step};
-use super::confirm::{OVERLAP_BYTES, Unconfirmed, monotonic_ns};
+use super::confirm::{OVERLAP_BYTES, Unconfirmed};
 use super::large::LargeRule;
 use super::live::{LiveStack, read_words};
 use super::memory::Memory;
 use super::{MAX_USER_FRAMES, USER_REGS_COUNT, UnwindCache, Unwinder};
+use crate::sys::monotonic_ns;
 
 /// How far past the copy the live walk must agree with a thread's chain
 /// before the rest of the chain is taken.
