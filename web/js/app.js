@@ -12,7 +12,7 @@ import { FlameGraph, fit } from './flamegraph.js';
 import { formatPercent, formatTime, formatValue } from './format.js';
 import { namer, simplify } from './names.js';
 import { $, DEFAULT_MAX_NODES, page, profileParams } from './page.js';
-import { serviceOf, withMatcher } from './query.js';
+import { legacyHead, serviceOf, withMatcher } from './query.js';
 import { callees, callers, drawSandwich } from './sandwich.js';
 import { allGraph, drawServices } from './services.js';
 import { DATA_KEYS, DIFF_KEYS, changed, fromSearch, resolveTime, toSearch, unixSeconds } from './state.js';
@@ -312,7 +312,12 @@ async function start() {
   }
   if (state.query && !state.type) {
     const info = services.find((s) => s.name === serviceOf(state.query));
-    const type = info?.profileTypes.find((t) => t.includes(':cpu:')) ?? info?.profileTypes[0] ?? '';
+    // Pyroscope's form names its kind (`app.alloc_space`): the type whose
+    // sample type that is; else CPU.
+    const kind = legacyHead(state.query)?.kind;
+    const types = info?.profileTypes ?? [];
+    const type =
+      (kind && types.find((t) => t.split(':')[1] === kind)) || types.find((t) => t.includes(':cpu:')) || types[0] || '';
     if (type) {
       update({ type }, { push: false });
       return;

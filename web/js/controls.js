@@ -7,7 +7,7 @@ import { ApiError, api, url } from './api.js';
 import { compareAround, compareWindows, diffParams } from './compare.js';
 import { typeLabel } from './format.js';
 import { $, DEFAULT_MAX_NODES, page, profileParams } from './page.js';
-import { parseSelector, serviceOf, withMatcher } from './query.js';
+import { matchersOf, serviceOf, withMatcher } from './query.js';
 import { fillFinder } from './sandwich.js';
 import { activity } from './services.js';
 import { resolveTime, toSearch, unixSeconds } from './state.js';
@@ -72,7 +72,7 @@ function syncPickers(state) {
 // A chip per label matcher besides the service, each removing itself.
 function syncChips(state) {
   $('chips').replaceChildren(
-    ...(parseSelector(state.query) ?? [])
+    ...(matchersOf(state.query) ?? [])
       .filter((m) => m.name !== 'service_name')
       .map((m) => {
         const b = document.createElement('button');

@@ -1,6 +1,8 @@
 // Selectors (`{service_name="checkout",version=~"1\\..*"}`) as lists of
 // matchers, so the pickers and the label builder can edit the query the
-// raw field shows. The server stays the judge of syntax: text this parser
+// raw field shows. Pyroscope's form (`checkout.cpu{version="1.4"}`) reads
+// as the server reads it: the service before the last dot, then the
+// profile kind. The server stays the judge of syntax: text this parser
 // cannot read is sent as typed and the server's error (with its position)
 // is shown.
 
@@ -53,9 +55,28 @@ export function formatSelector(matchers) {
   return `{${matchers.map((m) => `${m.name}${m.op}${quote(m.value)}`).join(',')}}`;
 }
 
+/** The service and profile kind of a query in Pyroscope's form, or null. */
+export function legacyHead(query) {
+  const s = query.trim();
+  if (s === '' || s.startsWith('{')) return null;
+  const head = s.split('{')[0].trim();
+  const dot = head.lastIndexOf('.');
+  return dot > 0 ? { service: head.slice(0, dot), kind: head.slice(dot + 1) } : { service: head, kind: '' };
+}
+
+/** Matchers of a query in either form, or null when it is not one we can edit. */
+export function matchersOf(query) {
+  const legacy = legacyHead(query);
+  if (!legacy) return parseSelector(query);
+  const brace = query.indexOf('{');
+  const rest = brace < 0 ? [] : parseSelector(query.slice(brace));
+  if (rest === null) return null;
+  return [{ name: 'service_name', op: '=', value: legacy.service }, ...rest.filter((m) => m.name !== 'service_name')];
+}
+
 /** The selector with label `name` set to `value` (or removed when `value` is null). */
 export function withMatcher(query, name, op, value) {
-  const matchers = (parseSelector(query) ?? []).filter((m) => m.name !== name);
+  const matchers = (matchersOf(query) ?? []).filter((m) => m.name !== name);
   if (value !== null) matchers.unshift({ name, op, value });
   matchers.sort((a, b) => (a.name === 'service_name' ? -1 : b.name === 'service_name' ? 1 : 0));
   return formatSelector(matchers);
@@ -63,6 +84,6 @@ export function withMatcher(query, name, op, value) {
 
 /** The `service_name` a selector asks for with `=`, or ''. */
 export function serviceOf(query) {
-  const m = (parseSelector(query) ?? []).find((x) => x.name === 'service_name' && x.op === '=');
+  const m = (matchersOf(query) ?? []).find((x) => x.name === 'service_name' && x.op === '=');
   return m ? m.value : '';
 }

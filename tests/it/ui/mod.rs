@@ -130,6 +130,11 @@ fn ui_numbers_come_from_the_whole_profile() {
         let page = format!("{}/?query=cargo.cpu&maxNodes=200", server.base);
         b.goto(&format!("{page}&view=table")).await;
         b.wait("document.querySelectorAll('#top tbody tr').length >= 20", "the table").await;
+        // Pyroscope's query form (`cargo.cpu`) names the service and type
+        // for the pickers as the server reads it.
+        b.wait("document.getElementById('service').value === 'cargo'", "the service picker").await;
+        let kind = b.js("return document.getElementById('type').value;").await;
+        assert!(kind.as_str().is_some_and(|t| t.contains(":cpu:")), "type picker: {kind}");
         let shown = b
             .js("return [...document.querySelectorAll('#top tbody td.name button.link')].slice(0, 20).map(b => b.textContent);")
             .await;
