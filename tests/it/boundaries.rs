@@ -105,6 +105,17 @@ fn the_cli_links_server_and_agent_only_for_up() {
     );
 }
 
+#[test]
+fn the_embedded_profiler_links_no_command_line_parts() {
+    // A service embeds the agent's library with default features off.
+    // (anyhow is not banned: prost's derive macro uses it at build time.)
+    never_links(
+        "firewatch-agent",
+        &["--no-default-features"],
+        &["clap", "tracing-subscriber"],
+    );
+}
+
 /// The agent's calls into the C library sit in `sys.rs`, or beside the
 /// memory they touch (the `bpf(2)` calls and their mapped ring, perf's
 /// rings, another process's stack read into the agent's buffers), or at
