@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use crate::aggregate::{Aggregate, SampleKind};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::{CpuCheck, Metrics, Snapshot, own_rss_bytes, thread_cpu_time};
+use crate::metrics::{CpuCheck, Metrics, Snapshot, own_rss_bytes};
 use crate::pprof;
 use crate::prometheus::MetricsServer;
 use crate::python::Waker;
 use crate::sample::{Sampler, Window};
 use crate::ship::{self, Protocol, ShipConfig, Shipper};
 use crate::symbolize::Symbolizer;
+use crate::sys::thread_cpu_time;
 
 /// Longest time between two drains while allocations are probed: a program
 /// allocating in a tight loop fills a ring with stack copies in a fraction

@@ -183,8 +183,6 @@ pub fn own_cpu_time() -> Option<std::time::Duration> {
     crate::sys::process_cpu_time()
 }
 
-pub(crate) use crate::sys::thread_cpu_time;
-
 /// Resident memory of this process in bytes, from `/proc/self/statm`.
 pub fn own_rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -218,7 +216,7 @@ pub(crate) fn own_thread() -> OwnThread {
 
 impl Drop for OwnThread {
     fn drop(&mut self) {
-        let ns = u64::try_from(thread_cpu_time().as_nanos()).unwrap_or(u64::MAX);
+        let ns = u64::try_from(crate::sys::thread_cpu_time().as_nanos()).unwrap_or(u64::MAX);
         let mut live = OWN_THREADS.lock().unwrap_or_else(|e| e.into_inner());
         RETIRED_NS.fetch_add(ns, Ordering::Relaxed);
         live.retain(|&t| t != self.tid);

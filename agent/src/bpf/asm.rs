@@ -150,6 +150,22 @@ impl Asm {
         self.jump_x(JNE_X, R1, R2, absent);
     }
 
+    /// `r8` = the per-CPU record of `scratch` (a per-CPU array of one,
+    /// looked up with the zero written at `zero_slot`; `absent` if it is
+    /// not there), its head stamped: pid/tid (`r6`, from
+    /// [`Asm::lookup_thread`]) at 0, the `CLOCK_MONOTONIC` time at 8, the
+    /// CPU (a u32) at `cpu_at`.
+    pub fn start_record(&mut self, scratch: i32, zero_slot: i16, cpu_at: i16, absent: Label) {
+        self.raw(ST_W, FP, 0, zero_slot, 0);
+        self.lookup(scratch, zero_slot, absent);
+        self.mov_x(R8, R0);
+        self.stx(R8, 0, R6);
+        self.call(KTIME_GET_NS);
+        self.stx(R8, 8, R0);
+        self.call(GET_SMP_PROCESSOR_ID);
+        self.raw(STX_W, R8, R0, cpu_at, 0);
+    }
+
     /// `*(u64 *)(fp + slot) = *(u64 *)(src + off)` through
     /// `bpf_probe_read_user`, jumping to `fail` if it faults.
     pub fn read_user(&mut self, slot: i16, len: i32, src: u8, fail: Label) {

@@ -69,14 +69,7 @@ pub fn emit(a: &mut Asm, layouts: &[Layout], maps: &Maps, done: Label) {
     let cut = a.label();
 
     a.lookup_thread(maps.threads, SLOT_TID, 12, miss);
-    a.raw(ST_W, FP, 0, SLOT_ZERO, 0);
-    a.lookup(maps.scratch, SLOT_ZERO, done);
-    a.mov_x(R8, R0);
-    a.stx(R8, 0, R6);
-    a.call(KTIME_GET_NS);
-    a.stx(R8, 8, R0);
-    a.call(GET_SMP_PROCESSOR_ID);
-    a.raw(STX_W, R8, R0, 24, 0);
+    a.start_record(maps.scratch, SLOT_ZERO, 24, done);
     a.mov_k(R6, 0);
 
     let starts: Vec<Label> = layouts.iter().map(|_| a.label()).collect();

@@ -182,7 +182,7 @@ impl Symbolizer {
         }
         for (module, mut addrs) in by_module {
             addrs.sort_unstable();
-            let t0 = crate::metrics::thread_cpu_time();
+            let t0 = crate::sys::thread_cpu_time();
             let resolved = match module {
                 MARKER => addrs.iter().map(|&a| self.marker(a)).collect(),
                 KERNEL => self.kernel(&addrs),
@@ -201,7 +201,7 @@ impl Symbolizer {
                 // Symbolizing touched much of a big file: see `filepages`.
                 crate::filepages::drop_read_only_file_pages();
             }
-            let cpu = crate::metrics::thread_cpu_time().saturating_sub(t0);
+            let cpu = crate::sys::thread_cpu_time().saturating_sub(t0);
             tracing::debug!(
                 module = module_name(w, module),
                 frames = addrs.len(),

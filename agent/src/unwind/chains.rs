@@ -84,13 +84,22 @@ impl Chains {
     /// The steps of thread `tid` from the one equal to `at` outward, if its
     /// chain holds that step.
     pub fn from(&mut self, pid: u32, tid: u32, at: Step) -> Option<&[Step]> {
+        let (chain, i) = self.find(pid, tid, at)?;
+        chain.steps.get(i..)
+    }
+
+    /// Thread `tid`'s chain (of process `pid`) and the index of its step
+    /// equal to `at`, marking the chain used.
+    fn find(&mut self, pid: u32, tid: u32, at: Step) -> Option<(&Chain, usize)> {
         self.clock += 1;
         let chain = self.by_tid.get_mut(&tid).filter(|c| c.pid == pid)?;
-        chain.used = self.clock;
         // Stack pointers increase outward.
         let i = chain.steps.partition_point(|s| s.sp < at.sp);
-        let rest = chain.steps.get(i..)?;
-        (rest.first() == Some(&at)).then_some(rest)
+        if chain.steps.get(i) != Some(&at) {
+            return None;
+        }
+        chain.used = self.clock;
+        Some((chain, i))
     }
 
     /// The rest of thread `tid`'s chain past the step equal to `at`, if
@@ -103,15 +112,9 @@ impl Chains {
         at: Step,
         mut now: impl FnMut(u64) -> Option<u64>,
     ) -> Replay<'_> {
-        self.clock += 1;
-        let Some(chain) = self.by_tid.get_mut(&tid).filter(|c| c.pid == pid) else {
+        let Some((chain, i)) = self.find(pid, tid, at) else {
             return Replay::NoMatch;
         };
-        let i = chain.steps.partition_point(|s| s.sp < at.sp);
-        if chain.steps.get(i) != Some(&at) {
-            return Replay::NoMatch;
-        }
-        chain.used = self.clock;
         let (Some(&from), Some(at_reads)) = (chain.read_at.get(i), chain.read_at.get(i..)) else {
             return Replay::Differs;
         };

@@ -8,12 +8,14 @@
 //! - `confirm`: frames from past the copy wait for a later sample of the
 //!   thread to confirm them.
 //! - `large`: the rules of frames too large for framehop's, from gimli.
-//! - `chains`: per thread, the frames of its last complete unwind, which a
-//!   later sample whose copy ends inside them may reuse once they are
-//!   checked against the live stack.
-//! - `sampled`: the program's part that reads, with each sample, the words
-//!   past the copy that the thread's last complete unwind read, and their
-//!   records in user space.
+//! - `chains`: per thread, the frames of its last complete unwind and the
+//!   words it read, which a later sample replays when those words are
+//!   unchanged, or reuses once they are checked against the live stack.
+//! - `sampled`: the program's part that reads, with each sample, the bytes
+//!   right past the copy and the words earlier unwinds of the thread read,
+//!   and their records in user space.
+//! - `memory`: what a walk reads (copy, then what was read with the
+//!   sample, then the live stack), every word traced.
 //!
 //! Each process gets a framehop unwinder over its modules; addresses
 //! outside every module (JIT code, binaries without unwind tables) fall

@@ -143,14 +143,7 @@ impl SampledWords {
         let next_word = a.label();
         a.stx(FP, SLOT_CTX, R1);
         a.lookup_thread(self.addrs.raw_fd(), SLOT_TID, 0, next);
-        a.raw(ST_W, FP, 0, SLOT_ZERO, 0);
-        a.lookup(self.scratch.raw_fd(), SLOT_ZERO, next);
-        a.mov_x(R8, R0);
-        a.stx(R8, 0, R6);
-        a.call(KTIME_GET_NS);
-        a.stx(R8, 8, R0);
-        a.call(GET_SMP_PROCESSOR_ID);
-        a.raw(STX_W, R8, R0, 32, 0);
+        a.start_record(self.scratch.raw_fd(), SLOT_ZERO, 32, next);
         a.raw(ST_W, R8, 0, 20, 0);
 
         // Interrupted in user mode: the bytes right past the copy, a chunk
